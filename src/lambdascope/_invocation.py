@@ -1,0 +1,250 @@
+"""The invocation in flight: ids, clocks, spans, metrics, labels and logs, in a ContextVar."""
+
+from __future__ import annotations
+
+import math
+import time
+from contextvars import ContextVar
+from typing import Any
+
+from . import _state
+
+MAX_METRICS = 1000
+MAX_LABELS = 100
+MAX_LOGS = 200
+
+# CloudWatch metric units (the names EMF and PutMetricData accept).
+UNITS = frozenset(
+    (
+        "Seconds", "Microseconds", "Milliseconds",
+        "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
+        "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits",
+        "Percent", "Count",
+        "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second",
+        "Terabytes/Second", "Bits/Second", "Kilobits/Second", "Megabits/Second",
+        "Gigabits/Second", "Terabits/Second", "Count/Second",
+        "None",
+    )
+)  # fmt: skip
+
+
+class SpanRecord:
+    """One finished (or running) span, in the report's shape."""
+
+    __slots__ = (
+        "_t0",
+        "attributes",
+        "duration_ms",
+        "kind",
+        "name",
+        "parent_span_id",
+        "span_id",
+        "start_ms",
+        "status",
+    )
+
+    def __init__(
+        self,
+        span_id: str,
+        parent_span_id: str | None,
+        name: str,
+        kind: str = "internal",
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.name = name
+        self.kind = kind
+        self.attributes = attributes if attributes is not None else {}
+        self.start_ms = time.time() * 1000.0
+        self._t0 = time.perf_counter()
+        self.duration_ms: float | None = None
+        self.status = "ok"
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if self.duration_ms is None:
+            self.duration_ms = (time.perf_counter() - self._t0) * 1000.0
+        if exc is not None:
+            self.status = "error"
+            self.attributes["exception.type"] = type(exc).__qualname__
+            self.attributes["exception.message"] = str(exc)[:1024]
+
+    def as_dict(self) -> dict[str, Any]:
+        duration = self.duration_ms
+        if duration is None:  # still running (timeout report)
+            duration = (time.perf_counter() - self._t0) * 1000.0
+        return {
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "name": self.name,
+            "kind": self.kind,
+            "start_ms": round(self.start_ms, 3),
+            "duration_ms": round(duration, 3),
+            "status": self.status,
+            "attributes": self.attributes,
+        }
+
+
+class Invocation:
+    """The invocation in flight. Public read-only view: ``request_id``, ``cold_start``,
+    ``trace_id``, ``elapsed_ms``, ``remaining_ms``."""
+
+    __slots__ = (
+        "_context",
+        "agent_s",
+        "batch_size",
+        "config",
+        "dropped_spans",
+        "event",
+        "first",
+        "labels",
+        "logs",
+        "metrics",
+        "otel_token",
+        "parent_span_id",
+        "pipeline",
+        "proactive_init",
+        "request_id",
+        "res_start",
+        "root",
+        "sampled",
+        "spans",
+        "start_perf",
+        "start_wall",
+        "timeout_ms",
+        "trace_id",
+        "trigger",
+        "verdict",
+    )
+
+    def __init__(self, request_id: str, context: Any, trace_id: str) -> None:
+        self.start_wall = time.time()
+        self.start_perf = time.perf_counter()
+        self.request_id = request_id
+        self._context = context
+        self.trace_id = trace_id
+        self.parent_span_id: str | None = None
+        self.sampled = True
+        self.root: SpanRecord | None = None
+        self.spans: list[SpanRecord] = []
+        self.dropped_spans = 0
+        self.metrics: list[dict[str, Any]] = []
+        self.labels: list[str] = []
+        self.logs: list[dict[str, Any]] = []
+        self.agent_s = 0.0
+        self.first = False
+        self.verdict: Any = None
+        self.proactive_init = False
+        self.timeout_ms: float | None = None
+        self.trigger: Any = None
+        self.batch_size: int | None = None
+        self.event: Any = None
+        self.res_start: Any = None
+        self.config: Any = None
+        self.pipeline: Any = None
+        self.otel_token: Any = None
+
+    # -- public view ---------------------------------------------------------------------
+    @property
+    def cold_start(self) -> bool:
+        return bool(self.verdict and self.verdict.cold_start)
+
+    @property
+    def span_id(self) -> str | None:
+        return self.root.span_id if self.root is not None else None
+
+    @property
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.start_perf) * 1000.0
+
+    @property
+    def remaining_ms(self) -> float | None:
+        getter = getattr(self._context, "get_remaining_time_in_millis", None)
+        if getter is None:
+            return None
+        try:
+            return float(getter())
+        except Exception:
+            return None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Invocation request_id={self.request_id!r} cold_start={self.cold_start} "
+            f"trace_id={self.trace_id!r}>"
+        )
+
+    # -- recording -----------------------------------------------------------------------
+    def add_span(self, record: SpanRecord) -> None:
+        max_spans = self.config.max_spans if self.config is not None else 500
+        # The root span counts towards the cap.
+        if len(self.spans) + 1 < max_spans:
+            self.spans.append(record)
+        else:
+            self.dropped_spans += 1
+
+
+CURRENT: ContextVar[Invocation | None] = ContextVar("lambdascope_invocation", default=None)
+# The id of the innermost open lambdascope span (when OpenTelemetry is not bridged).
+PARENT: ContextVar[str | None] = ContextVar("lambdascope_parent_span", default=None)
+
+
+def current() -> Invocation | None:
+    """The invocation in flight, or ``None`` outside one."""
+    return CURRENT.get()
+
+
+def _number(value: Any) -> float | int:
+    if isinstance(value, bool):
+        raise ValueError("metric value must be a number, not a bool")
+    if isinstance(value, (int, float)):
+        number: float | int = value
+    elif not isinstance(value, (str, bytes)) and hasattr(value, "__float__"):
+        number = float(value)  # Decimal, NumPy scalars, Fraction
+    else:
+        raise ValueError(f"metric value must be a number, got {type(value).__name__}")
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"metric value must be finite, got {number!r}")
+    if isinstance(number, int) and abs(number) > 2**63:
+        number = float(number)
+    return number
+
+
+def metric(name: str, value: float, unit: str = "None", **dimensions: Any) -> None:
+    """Record a custom metric in the current invocation (or the next one, outside one).
+
+    Raises ``ValueError`` for an empty name, a value that is not a finite number, an unknown
+    CloudWatch unit or more than 30 dimensions.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("metric name must be a non-empty string")
+    if len(name) > 255:
+        raise ValueError("metric name must be at most 255 characters")
+    number = _number(value)
+    if unit not in UNITS:
+        raise ValueError(
+            f"unknown metric unit {unit!r}: use a CloudWatch unit such as "
+            "Count, Milliseconds, Bytes or Percent"
+        )
+    if len(dimensions) > 30:
+        raise ValueError("a metric may have at most 30 dimensions")
+    record = {
+        "name": name,
+        "value": number,
+        "unit": unit,
+        "dimensions": {k: v if isinstance(v, str) else str(v) for k, v in dimensions.items()},
+        "timestamp_ms": round(time.time() * 1000.0, 3),
+    }
+    inv = CURRENT.get()
+    target = inv.metrics if inv is not None else _state.S.pending_metrics
+    if len(target) < MAX_METRICS:
+        target.append(record)
+
+
+def label(*names: str) -> None:
+    """Tag the current invocation (or the next one, outside one)."""
+    inv = CURRENT.get()
+    target = inv.labels if inv is not None else _state.S.pending_labels
+    for name in names:
+        text = name if isinstance(name, str) else str(name)
+        if text and text not in target and len(target) < MAX_LABELS:
+            target.append(text[:200])

@@ -1,0 +1,341 @@
+"""One invocation, start to end: open it, close it, build its report, deliver it.
+
+:func:`begin` and :func:`end` are the agent's whole share of an invocation. Both catch their own
+failures: ``begin`` answers ``None`` (the handler then runs unmonitored) and ``end`` always
+resets the invocation context, so the handler's outcome is never changed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from . import _coldstart, _ids, _state
+from ._config import Config
+from ._guard import internal_error
+from ._invocation import CURRENT, Invocation, SpanRecord
+from ._report import SCHEMA, error_info, python_version
+from ._resources import Sampler, leak_suspected
+from ._triggers import batch_failures, detect
+
+LEAK_WINDOW = 30
+_HTTP_TRIGGERS = frozenset(("api_gateway", "api_gateway_v2", "alb", "function_url"))
+_CONSUMER_TRIGGERS = frozenset(("sqs", "sns", "kinesis", "dynamodb", "s3", "eventbridge"))
+_FAAS_TRIGGER = {
+    "api_gateway": "http", "api_gateway_v2": "http", "alb": "http", "function_url": "http",
+    "sqs": "pubsub", "sns": "pubsub", "kinesis": "pubsub", "eventbridge": "pubsub",
+    "s3": "datasource", "dynamodb": "datasource", "schedule": "timer",
+}  # fmt: skip
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def setup(config: Config) -> Any:
+    """Build what a configuration needs, once per process."""
+    t0 = time.perf_counter()
+    S = _state.S
+    pipeline = S.pipelines.get(id(config))
+    if pipeline is None:
+        from ._pipeline import Pipeline
+
+        pipeline = Pipeline(config)
+        S.pipelines[id(config)] = pipeline
+    if S.sampler is None:
+        S.sampler = Sampler()
+    if config.capture_logs and S.log_handler is None:
+        from ._logs import install
+
+        S.log_handler = install()
+    S.setup_ms += (time.perf_counter() - t0) * 1000.0
+    return pipeline
+
+
+def _bridge_otel() -> None:
+    """Bridge OpenTelemetry once the process has imported its API (never import it ourselves)."""
+    S = _state.S
+    if S.otel_bridge is None and "opentelemetry.trace" in sys.modules:
+        try:
+            from ._otel import Bridge
+
+            S.otel_bridge = Bridge()
+        except Exception as exc:
+            S.otel_checked = True
+            internal_error("otel.bridge", exc)
+
+
+def _request_id(context: Any) -> str:
+    rid = getattr(context, "aws_request_id", None)
+    if isinstance(rid, str) and rid:
+        return rid
+    h = _ids.new_trace_id()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Open the invocation. Returns a token for :func:`end`, or ``None`` to run unmonitored."""
+    t0 = time.perf_counter()
+    try:
+        if CURRENT.get() is not None:  # already monitored further out: monitor once
+            return None
+        S = _state.S
+        pipeline = S.pipelines.get(id(config)) or setup(config)
+        event = args[0] if args else kwargs.get("event")
+        context = args[1] if len(args) > 1 else kwargs.get("context")
+        inv = Invocation(_request_id(context), context, _ids.new_trace_id())
+        inv.config, inv.pipeline = config, pipeline
+        first = S.first_invocation
+        S.first_invocation = False  # cleared at once: a first invocation that raises is still first
+        inv.first = first
+        gap_ms = (inv.start_wall - S.init_end) * 1000.0 if first else None
+        inv.verdict = _coldstart.verdict(first, pipeline.init_type, gap_ms)
+        getter = getattr(context, "get_remaining_time_in_millis", None)
+        if getter is not None:
+            try:
+                inv.timeout_ms = float(getter())
+            except Exception:
+                inv.timeout_ms = None
+        trigger = detect(event)
+        inv.trigger = trigger
+        if config.capture_event:
+            inv.event = pipeline.redactor.mapping(event)
+        rate = config.sample_rate
+        inv.sampled = rate >= 1.0 or (rate > 0.0 and _ids.random_fraction() < rate)
+        if inv.sampled:
+            kind = (
+                "server" if trigger.type in _HTTP_TRIGGERS
+                else "consumer" if trigger.type in _CONSUMER_TRIGGERS else "server"
+            )
+            attrs: dict[str, Any] = {
+                "faas.trigger": _FAAS_TRIGGER.get(trigger.type, "other"),
+                "faas.invocation_id": inv.request_id,
+                "faas.coldstart": inv.verdict.cold_start,
+            }
+            if trigger.type in _HTTP_TRIGGERS and isinstance(event, dict):
+                method = event.get("httpMethod") or (
+                    (event.get("requestContext") or {}).get("http") or {}
+                ).get("method")
+                path = event.get("rawPath") or event.get("path")
+                if method:
+                    attrs["http.request.method"] = str(method)
+                if path:
+                    attrs["url.path"] = str(path)
+            inv.root = SpanRecord(_ids.new_span_id(), inv.parent_span_id, name, kind, attrs)
+            inv.root.start_ms = inv.start_wall * 1000.0
+            inv.root._t0 = inv.start_perf
+        if S.pending_metrics:
+            inv.metrics, S.pending_metrics = S.pending_metrics, []
+        if S.pending_labels:
+            inv.labels, S.pending_labels = S.pending_labels, []
+        inv.res_start = S.sampler.start()
+        S.active[inv.trace_id] = inv
+        token = CURRENT.set(inv)
+        if not S.otel_checked:
+            _bridge_otel()
+        bridge = S.otel_bridge
+        if bridge is not None and bridge.active and inv.root is not None:
+            inv.otel_token = bridge.attach(inv, inv.root.span_id)
+        inv.agent_s += time.perf_counter() - t0
+        return (inv, token)
+    except Exception as exc:
+        internal_error("begin", exc)
+        return None
+
+
+def end(handle: Any, result: Any, exc: BaseException | None) -> None:
+    """Close the invocation, build its report and deliver it. Never raises."""
+    t0 = time.perf_counter()
+    inv, token = handle
+    end_wall = time.time()
+    duration_ms = (t0 - inv.start_perf) * 1000.0
+    try:
+        if inv.otel_token is not None:
+            _state.S.otel_bridge.detach(inv.otel_token)
+    except Exception as err:
+        internal_error("otel.detach", err)
+    try:
+        CURRENT.reset(token)
+    except Exception:  # a different context (should not happen): make sure nothing leaks
+        CURRENT.set(None)
+    try:
+        S = _state.S
+        S.active.pop(inv.trace_id, None)
+        report = build_report(inv, result, exc, end_wall, duration_ms)
+        inv.agent_s += time.perf_counter() - t0
+        report["agent"]["overhead"]["invocation_ms"] = round(inv.agent_s * 1000.0, 3)
+        inv.pipeline.deliver([report])
+    except Exception as err:
+        internal_error("end", err)
+
+
+def build_report(
+    inv: Invocation,
+    result: Any,
+    exc: BaseException | None,
+    end_wall: float,
+    duration_ms: float,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """The report of ``inv`` (schema ``lambdascope/1``)."""
+    S = _state.S
+    pipeline = inv.pipeline
+    config = inv.config
+    verdict = inv.verdict
+    if status is None:
+        status = "error" if exc is not None else "ok"
+    error = error_info(exc) if exc is not None else None
+
+    # Resources, RSS growth since the cold start, and the leak signal.
+    resources = S.sampler.end(inv.res_start, pipeline.memory_limit_mb)
+    rss_end = resources["rss_end_mb"]
+    growth = 0.0
+    if rss_end is not None:
+        if S.rss_baseline_mb is None:
+            S.rss_baseline_mb = rss_end
+        else:
+            S.rss_history.append(rss_end)
+            if len(S.rss_history) > LEAK_WINDOW:
+                del S.rss_history[0]
+        growth = round(rss_end - S.rss_baseline_mb, 2)
+    resources["rss_growth_mb"] = growth
+    resources["leak_suspected"] = leak_suspected(S.rss_history, pipeline.memory_limit_mb)
+
+    # Init figures, on the first invocation of the process only.
+    init_duration_ms = since_restore_ms = None
+    overhead: dict[str, Any] = {"init_ms": None, "invocation_ms": None}
+    if inv.first:
+        if S.restored_at is not None:
+            init_duration_ms = S.snapshot_init_ms
+            since_restore_ms = round((inv.start_wall - S.restored_at) * 1000.0, 3)
+        else:
+            init_end = inv.start_wall if not verdict.proactive_init else S.init_end
+            init_duration_ms = round(max(0.0, (init_end - S.init_start()) * 1000.0), 3)
+        overhead["init_ms"] = round(_state.import_ms + S.decorate_ms, 3)
+        overhead["setup_ms"] = round(S.setup_ms, 3)
+
+    trigger = inv.trigger
+    batch = None
+    if trigger.batch_size is not None and trigger.type in ("sqs", "kinesis", "dynamodb"):
+        batch = {"size": trigger.batch_size, "failed": batch_failures(trigger.type, result)}
+
+    function = dict(pipeline.function)
+    context = inv._context
+    arn = getattr(context, "invoked_function_arn", None)
+    function["arn"] = arn if isinstance(arn, str) else None
+    if function["region"] is None and function["arn"] and function["arn"].count(":") >= 4:
+        function["region"] = function["arn"].split(":")[3] or None
+    if function["name"] is None:
+        function["name"] = getattr(context, "function_name", None) or (
+            inv.root.name if inv.root is not None else None
+        )
+        function["service"] = function["service"] or function["name"]
+    tenant = getattr(context, "tenant_id", None)
+
+    spans: list[dict[str, Any]] = []
+    root = inv.root
+    if root is not None:
+        root.finish(exc)
+        root.duration_ms = duration_ms
+        if exc is not None:
+            root.attributes.pop("exception.message", None)
+        root.attributes = pipeline.redactor.attributes(root.attributes)
+        spans.append(root.as_dict())
+        children = sorted(inv.spans, key=lambda s: s.start_ms)
+        for record in children:
+            record.attributes = pipeline.redactor.attributes(record.attributes)
+            spans.append(record.as_dict())
+
+    metrics = inv.metrics
+    if metrics:
+        redactor = pipeline.redactor
+        for m in metrics:
+            dims = m["dimensions"]
+            if dims:
+                m["dimensions"] = redactor.attributes(dims)
+
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "agent": {
+            "name": "lambdascope",
+            "version": _version(),
+            "python": python_version(),
+            "overhead": overhead,
+        },
+        "function": function,
+        "invocation": {
+            "request_id": inv.request_id,
+            "start_ms": round(inv.start_wall * 1000.0, 3),
+            "end_ms": round(end_wall * 1000.0, 3),
+            "duration_ms": round(duration_ms, 3),
+            "timeout_ms": inv.timeout_ms,
+            "cold_start": verdict.cold_start,
+            "init_duration_ms": init_duration_ms,
+            "init_type": verdict.init_type,
+            "proactive_init": verdict.proactive_init,
+            "since_restore_ms": since_restore_ms,
+            "status": status,
+            "sampled": inv.sampled,
+            "trigger": {"type": trigger.type, "source": trigger.source},
+            "batch": batch,
+            "tenant_id": tenant if isinstance(tenant, str) else None,
+        },
+        "error": error,
+        "resources": resources,
+        "metrics": metrics,
+        "labels": inv.labels,
+        "trace": {
+            "trace_id": inv.trace_id,
+            "span_id": root.span_id if root is not None else None,
+            "parent_span_id": inv.parent_span_id,
+        },
+        "spans": spans,
+        "dropped_spans": inv.dropped_spans,
+        "logs": inv.logs,
+    }
+    if pipeline.dropped_reports:
+        report["dropped_reports"] = pipeline.dropped_reports
+    if config.capture_event:
+        report["event"] = inv.event
+    return report
+
+
+# -- SnapStart ----------------------------------------------------------------------------
+
+
+def register_snapstart() -> None:
+    """Register the after-restore hook when the SnapStart runtime hooks are importable."""
+    S = _state.S
+    if S.snapstart_hooked:
+        return
+    try:
+        import snapshot_restore_py
+    except ImportError:
+        return
+    snapshot_restore_py.register_after_restore(after_restore)
+    S.snapstart_hooked = True
+
+
+def after_restore() -> None:
+    """Run by the runtime after a SnapStart restore: restart clocks, baselines and pools, and
+    re-seed id generation, so sandboxes restored from one snapshot differ. Never raises."""
+    try:
+        S = _state.S
+        now = time.time()
+        _ids.reseed()
+        S.snapshot_init_ms = round(max(0.0, (S.init_end - S.init_start()) * 1000.0), 3)
+        S.restored_at = now
+        S.process_start, S.process_start_known = now, True
+        S.init_end = now
+        S.rss_baseline_mb = None
+        S.rss_history = []
+        if S.sampler is not None:
+            S.sampler.close()
+            S.sampler = Sampler()
+        for pipeline in S.pipelines.values():
+            pipeline.reset_connections()
+    except Exception as exc:
+        internal_error("snapstart.after_restore", exc)

@@ -1,0 +1,283 @@
+"""Resource figures per invocation, read cheaply from /proc and the cgroup.
+
+Each source is read at most once at the start and once at the end of an invocation, through
+file descriptors kept open across warm invocations (``pread`` at offset 0 makes the kernel
+generate a fresh copy), so the whole sample costs a few tens of microseconds.
+
+* RSS at start: ``/proc/self/statm``; RSS, per-invocation peak and threads at the end:
+  ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``Threads``). The peak is made per invocation by
+  writing ``5`` to ``/proc/self/clear_refs`` at the start, which resets ``VmHWM`` to the current
+  RSS. Where that write is refused, the peak is the lifetime ``VmHWM`` when it rose during the
+  invocation, else the larger of the start and end RSS.
+* CPU: ``os.times()`` (user and system time of the process).
+* Network: ``/proc/net/dev``, summed over every interface but loopback (the sandbox's traffic).
+* ``/tmp``: ``statvfs``, never a walk of the tree.
+* Sandbox memory: the memory cgroup (v2 ``memory.current``/``memory.peak`` or v1
+  ``memory.usage_in_bytes``/``memory.max_usage_in_bytes``) where readable. This is the figure
+  CloudWatch's "Max Memory Used" is close to: it counts every process of the sandbox and the page
+  cache, not only this process's RSS.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_MB = 1024.0 * 1024.0
+
+_CGROUP_CANDIDATES = (
+    ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.peak"),
+    (
+        "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        "/sys/fs/cgroup/memory/memory.max_usage_in_bytes",
+    ),
+)
+
+
+def _open(path: str, flags: int = os.O_RDONLY) -> int | None:
+    try:
+        return os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+
+
+def _pread(fd: int | None, size: int = 4096) -> bytes | None:
+    if fd is None:
+        return None
+    try:
+        return os.pread(fd, size, 0)
+    except OSError:
+        return None
+
+
+def _status_kb(status: bytes, key: bytes) -> int | None:
+    at = status.find(key)
+    if at < 0:
+        return None
+    end = status.find(b"\n", at)
+    try:
+        return int(status[at + len(key) : end].split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def parse_net_dev(raw: bytes) -> tuple[int, int]:
+    """Sum received and transmitted bytes over every interface except loopback."""
+    rx = tx = 0
+    for line in raw.split(b"\n")[2:]:
+        name, sep, rest = line.partition(b":")
+        if not sep or name.strip() == b"lo":
+            continue
+        cols = rest.split()
+        if len(cols) >= 9:
+            rx += int(cols[0])
+            tx += int(cols[8])
+    return rx, tx
+
+
+class Start:
+    """What was read at the start of an invocation."""
+
+    __slots__ = ("cpu_system", "cpu_user", "hwm_kb", "hwm_reset", "net", "rss_kb")
+
+    def __init__(self) -> None:
+        self.rss_kb: int | None = None
+        self.hwm_reset = False
+        self.hwm_kb: int | None = None
+        self.net: tuple[int, int] | None = None
+        self.cpu_user = 0.0
+        self.cpu_system = 0.0
+
+
+class Sampler:
+    """Reads the resource figures; one per process (reopened after fork or restore)."""
+
+    def __init__(self, tmp_dir: str = "/tmp") -> None:
+        self.pid = os.getpid()
+        self.tmp_dir = tmp_dir
+        self.page_kb = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
+        self._statm = _open("/proc/self/statm")
+        self._status = _open("/proc/self/status")
+        self._net = _open("/proc/net/dev")
+        self._clear_refs = _open("/proc/self/clear_refs", os.O_WRONLY)
+        self._cg_current: int | None = None
+        self._cg_peak: int | None = None
+        for current, peak in _CGROUP_CANDIDATES:
+            fd = _open(current)
+            if fd is not None and _pread(fd, 64):
+                self._cg_current, self._cg_peak = fd, _open(peak)
+                break
+            if fd is not None:
+                os.close(fd)
+        self._lifetime_hwm_kb = 0
+        self.linux = self._status is not None
+        self._psutil: Any = None
+
+    def close(self) -> None:
+        for fd in (
+            self._statm,
+            self._status,
+            self._net,
+            self._clear_refs,
+            self._cg_current,
+            self._cg_peak,
+        ):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._statm = self._status = self._net = self._clear_refs = None
+        self._cg_current = self._cg_peak = None
+
+    # -- start -------------------------------------------------------------------------
+    def start(self) -> Start:
+        s = Start()
+        times = os.times()
+        s.cpu_user, s.cpu_system = times.user, times.system
+        if not self.linux:
+            s.rss_kb = self._psutil_rss_kb()
+            return s
+        statm = _pread(self._statm, 256)
+        if statm:
+            try:
+                s.rss_kb = int(statm.split()[1]) * self.page_kb
+            except (ValueError, IndexError):
+                pass
+        if self._clear_refs is not None:
+            try:
+                os.write(self._clear_refs, b"5")
+                s.hwm_reset = True
+            except OSError:
+                os.close(self._clear_refs)
+                self._clear_refs = None
+        if not s.hwm_reset:
+            status = _pread(self._status)
+            s.hwm_kb = _status_kb(status, b"VmHWM:") if status else None
+        raw = _pread(self._net, 16384)
+        if raw:
+            try:
+                s.net = parse_net_dev(raw)
+            except ValueError:
+                s.net = None
+        return s
+
+    # -- end ---------------------------------------------------------------------------
+    def end(self, s: Start, memory_limit_mb: float | None) -> dict[str, Any]:
+        times = os.times()
+        out: dict[str, Any] = {
+            "rss_start_mb": None,
+            "rss_end_mb": None,
+            "rss_peak_mb": None,
+            "memory_used_pct": None,
+            "cpu_user_ms": round((times.user - s.cpu_user) * 1000.0, 3),
+            "cpu_system_ms": round((times.system - s.cpu_system) * 1000.0, 3),
+            "net_rx_bytes": None,
+            "net_tx_bytes": None,
+            "tmp_used_mb": None,
+            "open_fds": None,
+            "threads": None,
+            "sandbox_memory_mb": None,
+            "sandbox_memory_peak_mb": None,
+        }
+        rss_start = s.rss_kb
+        rss_end = peak = threads = None
+        if self.linux:
+            status = _pread(self._status)
+            if status:
+                rss_end = _status_kb(status, b"VmRSS:")
+                hwm = _status_kb(status, b"VmHWM:")
+                threads = _status_kb(status, b"Threads:")
+                if s.hwm_reset:
+                    peak = hwm
+                elif hwm is not None and s.hwm_kb is not None and hwm > s.hwm_kb:
+                    peak = hwm  # the lifetime peak rose during this invocation
+            raw = _pread(self._net, 16384)
+            if raw and s.net is not None:
+                try:
+                    rx, tx = parse_net_dev(raw)
+                    out["net_rx_bytes"] = max(0, rx - s.net[0])
+                    out["net_tx_bytes"] = max(0, tx - s.net[1])
+                except ValueError:
+                    pass
+            try:
+                out["open_fds"] = len(os.listdir("/proc/self/fd")) - 1  # minus listdir's own
+            except OSError:
+                pass
+            current = _pread(self._cg_current, 64)
+            if current:
+                try:
+                    out["sandbox_memory_mb"] = round(int(current) / _MB, 2)
+                except ValueError:
+                    pass
+            cg_peak = _pread(self._cg_peak, 64)
+            if cg_peak:
+                try:
+                    out["sandbox_memory_peak_mb"] = round(int(cg_peak) / _MB, 2)
+                except ValueError:
+                    pass
+        else:
+            rss_end = self._psutil_rss_kb()
+            threads = _threads_fallback()
+        known = [v for v in (rss_start, rss_end, peak) if v is not None]
+        if known:
+            peak = max(known)
+        if rss_start is not None:
+            out["rss_start_mb"] = round(rss_start / 1024.0, 2)
+        if rss_end is not None:
+            out["rss_end_mb"] = round(rss_end / 1024.0, 2)
+        if peak is not None:
+            out["rss_peak_mb"] = round(peak / 1024.0, 2)
+            if memory_limit_mb:
+                out["memory_used_pct"] = round(peak / 1024.0 / memory_limit_mb * 100.0, 2)
+        out["threads"] = threads
+        try:
+            st = os.statvfs(self.tmp_dir)
+            out["tmp_used_mb"] = round((st.f_blocks - st.f_bfree) * st.f_frsize / _MB, 2)
+        except OSError:
+            pass
+        return out
+
+    def _psutil_rss_kb(self) -> int | None:
+        try:
+            if self._psutil is None:
+                import psutil
+
+                self._psutil = psutil.Process()
+            return int(self._psutil.memory_info().rss // 1024)
+        except Exception:
+            return None
+
+
+def _threads_fallback() -> int | None:
+    try:
+        import threading
+
+        return threading.active_count()
+    except Exception:  # pragma: no cover
+        return None
+
+
+def leak_suspected(history: list[float], memory_limit_mb: float | None) -> bool:
+    """A steady rise of end-of-invocation RSS over recent warm invocations.
+
+    Needs at least 8 samples; suspected when the least-squares slope is positive, the rise from
+    the lowest of the first half to the last sample is at least max(2 MB, 1 % of the memory
+    size), and at least 70 % of the steps did not go down.
+    """
+    n = len(history)
+    if n < 8:
+        return False
+    mean_x = (n - 1) / 2.0
+    mean_y = sum(history) / n
+    num = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(history))
+    den = sum((i - mean_x) ** 2 for i in range(n))
+    slope = num / den if den else 0.0
+    if slope <= 0:
+        return False
+    rise = history[-1] - min(history[: n // 2])
+    threshold = max(2.0, (memory_limit_mb or 0) * 0.01)
+    if rise < threshold:
+        return False
+    steps_up = sum(1 for a, b in zip(history, history[1:]) if b >= a)
+    return steps_up >= 0.7 * (n - 1)

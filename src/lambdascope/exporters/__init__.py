@@ -1,0 +1,61 @@
+"""Where reports go. One module per destination; each exporter takes serialised reports and a
+deadline, and answers with an :class:`ExportResult`. Exporters never raise."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol
+
+
+class ExportResult(enum.Enum):
+    SUCCESS = "success"
+    #: Not delivered, worth trying again later (collector down, 5xx, timeout).
+    RETRY = "retry"
+    #: Refused for good (400/401/413): retrying would not help.
+    REJECTED = "rejected"
+
+
+class Exporter(Protocol):
+    name: str
+
+    def export(self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float) -> ExportResult:
+        """Deliver ``reports`` (``lines`` holds each one serialised) within ``timeout_s``."""
+        ...
+
+    def reset(self) -> None:
+        """Drop connections and handles (after a SnapStart restore or a fork)."""
+        ...
+
+    def shutdown(self) -> None: ...
+
+
+def build(config: Any) -> list[Exporter]:
+    """The exporters the configuration names, in order. Unknown or unavailable ones are logged."""
+    from .._guard import log_once
+
+    out: list[Exporter] = []
+    for name in config.exporters:
+        if name == "stdout":
+            from .stdout import StdoutExporter
+
+            out.append(StdoutExporter())
+        elif name == "file":
+            from .file import FileExporter
+
+            out.append(FileExporter(config.file))
+        elif name == "http":
+            from .http import HttpExporter
+
+            out.append(HttpExporter(config.collector_url, config.token))
+        else:
+            log_once(
+                "exporter-unavailable:" + name,
+                "lambdascope: the %r exporter is not available in this version; "
+                "reports go to the other exporters",
+                name,
+            )
+    if not out:
+        from .stdout import StdoutExporter
+
+        out.append(StdoutExporter())
+    return out
