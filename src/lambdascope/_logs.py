@@ -22,6 +22,9 @@ class CaptureHandler(logging.Handler):
         inv = CURRENT.get()
         if inv is None or record.name == "lambdascope" or record.name.startswith("lambdascope."):
             return
+        config = inv.config
+        if config is not None and not config.capture_logs:
+            return
         try:
             if len(inv.logs) >= MAX_LOGS:
                 return
