@@ -43,7 +43,7 @@ def main() -> int:
             inv, res = r["invocation"], r["resources"]
             metrics = ", ".join(f"{m['name']}={m['value']}" for m in r["metrics"])
             print(
-                f"{inv['request_id'][:8]:<10} {str(inv['cold_start']):<5} {inv['status']:<6} "
+                f"{inv['request_id'][:8]:<10} {inv['cold_start']!s:<5} {inv['status']:<6} "
                 f"{inv['duration_ms']:>7.2f} {inv['init_duration_ms'] or '':>8} "
                 f"{res['rss_peak_mb']:>7} {len(r['spans']):>5} {metrics} {r['labels'] or ''}"
             )

@@ -171,6 +171,7 @@ class Config:
     __slots__ = (
         *KEYS,
         "_frozen",
+        "key",
     )
 
     disabled: bool
@@ -253,6 +254,7 @@ class Config:
             object.__setattr__(
                 self, "service", env.get("AWS_LAMBDA_FUNCTION_NAME") or None
             )
+        object.__setattr__(self, "key", tuple(getattr(self, k) for k in KEYS))
         object.__setattr__(self, "_frozen", True)
 
     def __setattr__(self, key: str, value: Any) -> None:

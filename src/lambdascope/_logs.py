@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ._guard import internal_error
 from ._invocation import CURRENT, MAX_LOGS, PARENT
 
 MAX_MESSAGE = 2048
@@ -19,14 +20,14 @@ class CaptureHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if not self.enabled:
             return
-        inv = CURRENT.get()
-        if inv is None or record.name == "lambdascope" or record.name.startswith("lambdascope."):
-            return
-        config = inv.config
-        if config is not None and not config.capture_logs:
-            return
         try:
-            if len(inv.logs) >= MAX_LOGS:
+            inv = CURRENT.get()
+            if inv is None or record.name == "lambdascope" or record.name.startswith(
+                "lambdascope."
+            ):
+                return
+            config = inv.config
+            if (config is not None and not config.capture_logs) or len(inv.logs) >= MAX_LOGS:
                 return
             message = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
@@ -42,8 +43,8 @@ class CaptureHandler(logging.Handler):
             if span_id:
                 entry["span_id"] = span_id
             inv.logs.append(entry)
-        except Exception:  # never let logging fail the caller
-            pass
+        except Exception as exc:  # never let logging fail the caller
+            internal_error("logs.capture", exc)
 
     # logging.Handler.handle takes a lock per record; this handler only appends to a list
     # owned by the current invocation, so the lock is not needed.

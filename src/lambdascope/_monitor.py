@@ -39,12 +39,12 @@ def setup(config: Config) -> Any:
     """Build what a configuration needs, once per process."""
     t0 = time.perf_counter()
     S = _state.S
-    pipeline = S.pipelines.get(id(config))
+    pipeline = S.pipelines.get(config.key)
     if pipeline is None:
         from ._pipeline import Pipeline
 
         pipeline = Pipeline(config)
-        S.pipelines[id(config)] = pipeline
+        S.pipelines[config.key] = pipeline
     if S.sampler is None:
         S.sampler = Sampler()
     if config.capture_logs and S.log_handler is None:
@@ -83,7 +83,7 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         if CURRENT.get() is not None:  # already monitored further out: monitor once
             return None
         S = _state.S
-        pipeline = S.pipelines.get(id(config)) or setup(config)
+        pipeline = S.pipelines.get(config.key) or setup(config)
         event = args[0] if args else kwargs.get("event")
         context = args[1] if len(args) > 1 else kwargs.get("context")
         inv = Invocation(_request_id(context), context, _ids.new_trace_id())

@@ -209,9 +209,13 @@ class _Processor:
             if inv is None or not inv.sampled:
                 return
             parent = span.parent
+            if parent is not None:
+                parent_id: str | None = f"{parent.span_id:016x}"
+            else:
+                parent_id = inv.root.span_id if inv.root is not None else None
             record = SpanRecord(
                 f"{ctx.span_id:016x}",
-                f"{parent.span_id:016x}" if parent is not None else (inv.root.span_id if inv.root else None),
+                parent_id,
                 span.name,
                 _KINDS.get(span.kind, "internal"),
                 {k: _clean(v) for k, v in (span.attributes or {}).items()},

@@ -56,7 +56,8 @@ def error_info(exc: BaseException, skip: int = 1) -> dict[str, Any]:
     """
     cls = type(exc)
     module = cls.__module__
-    name = cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    qualname = cls.__qualname__
+    name = qualname if module in ("builtins", "__main__") else f"{module}.{qualname}"
     try:
         message = str(exc)
     except Exception:

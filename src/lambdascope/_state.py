@@ -55,7 +55,7 @@ class State:
         self.rss_baseline_mb: float | None = None
         self.rss_history: list[float] = []
         # Built lazily at the first call: Config id -> Pipeline.
-        self.pipelines: dict[int, Any] = {}
+        self.pipelines: dict[tuple[Any, ...], Any] = {}
         self.sampler: Any = None
         self.log_handler: Any = None
         self.otel_bridge: Any = None

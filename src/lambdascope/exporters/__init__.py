@@ -18,7 +18,9 @@ class ExportResult(enum.Enum):
 class Exporter(Protocol):
     name: str
 
-    def export(self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float) -> ExportResult:
+    def export(
+        self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float
+    ) -> ExportResult:
         """Deliver ``reports`` (``lines`` holds each one serialised) within ``timeout_s``."""
         ...
 

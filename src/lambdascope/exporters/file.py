@@ -33,7 +33,9 @@ class FileExporter:
         self._pid = os.getpid()
         return self._fd
 
-    def export(self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float) -> ExportResult:
+    def export(
+        self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float
+    ) -> ExportResult:
         data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
         fd = self._open()
         written = os.write(fd, data)

@@ -30,7 +30,9 @@ def _gzip(data: bytes) -> bytes:
 class HttpExporter:
     name = "http"
 
-    def __init__(self, base_url: str, token: str | None = None, user_agent: str | None = None) -> None:
+    def __init__(
+        self, base_url: str, token: str | None = None, user_agent: str | None = None
+    ) -> None:
         from .. import __version__
 
         parts = urlsplit(base_url)
@@ -64,7 +66,9 @@ class HttpExporter:
             conn.sock.settimeout(timeout)
         return conn
 
-    def export(self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float) -> ExportResult:
+    def export(
+        self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float
+    ) -> ExportResult:
         if not lines:
             return ExportResult.SUCCESS
         body = (lines[0] if len(lines) == 1 else "[" + ",".join(lines) + "]").encode(

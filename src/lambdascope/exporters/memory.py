@@ -18,7 +18,9 @@ class MemoryExporter:
         self.reports: list[dict[str, Any]] = []
         self.lines: list[str] = []
 
-    def export(self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float) -> ExportResult:
+    def export(
+        self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float
+    ) -> ExportResult:
         for line in lines:
             self.lines.append(line)
             self.reports.append(json.loads(line))

@@ -17,7 +17,9 @@ from . import ExportResult
 class StdoutExporter:
     name = "stdout"
 
-    def export(self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float) -> ExportResult:
+    def export(
+        self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float
+    ) -> ExportResult:
         stream = sys.stdout
         if stream is None:  # pythonw / closed
             return ExportResult.REJECTED

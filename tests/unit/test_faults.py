@@ -1,0 +1,173 @@
+"""Fault injection: whatever breaks inside the agent, the handler's outcome is unchanged and the
+failure is logged once on the ``lambdascope`` logger."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+import lambdascope
+from lambdascope import _resources, _state
+from lambdascope.exporters import ExportResult
+from lambdascope.testing import capture_reports, fake_context
+
+pytestmark = pytest.mark.faults
+
+BOOM = RuntimeError("injected fault")
+
+
+def handlers() -> tuple[Any, Any, ValueError]:
+    err = ValueError("the user's own error")
+
+    @lambdascope.monitor
+    def ok(event: Any, context: Any) -> dict:
+        with lambdascope.span("work"):
+            lambdascope.metric("m", 1)
+        return {"same": "object"}
+
+    @lambdascope.monitor
+    def bad(event: Any, context: Any) -> None:
+        raise err
+
+    return ok, bad, err
+
+
+def exercise(caplog: Any) -> list[logging.LogRecord]:
+    ok, bad, err = handlers()
+    with caplog.at_level(logging.DEBUG, logger="lambdascope"):
+        for _ in range(3):
+            assert ok({}, fake_context()) == {"same": "object"}
+            with pytest.raises(ValueError) as info:
+                bad({}, fake_context())
+            assert info.value is err
+            assert lambdascope.current() is None
+    return [r for r in caplog.records if r.name == "lambdascope" and r.levelno >= logging.WARNING]
+
+
+def raising(*args: Any, **kwargs: Any) -> Any:
+    raise BOOM
+
+
+def test_resource_sampler_start_fails(monkeypatch: Any, caplog: Any) -> None:
+    monkeypatch.setattr(_resources.Sampler, "start", raising)
+    warnings = exercise(caplog)
+    assert len(warnings) == 1 and "begin" in warnings[0].getMessage()
+
+
+def test_resource_sampler_end_fails(monkeypatch: Any, caplog: Any) -> None:
+    monkeypatch.setattr(_resources.Sampler, "end", raising)
+    warnings = exercise(caplog)
+    assert len(warnings) == 1 and "end" in warnings[0].getMessage()
+
+
+def test_proc_files_unreadable(monkeypatch: Any, caplog: Any) -> None:
+    """No /proc at all: the report still goes out, with what could be read."""
+    real_open = _resources._open
+    monkeypatch.setattr(_resources, "_open", lambda path, flags=0: None)
+    with capture_reports() as reports:
+        warnings = exercise(caplog)
+    monkeypatch.setattr(_resources, "_open", real_open)
+    assert warnings == []
+    assert len(reports) == 6
+    assert reports[0]["resources"]["rss_end_mb"] is not None  # psutil fallback
+
+
+def test_exporter_raises(monkeypatch: Any, caplog: Any) -> None:
+    from lambdascope.exporters.stdout import StdoutExporter
+
+    monkeypatch.setattr(StdoutExporter, "export", raising)
+    warnings = exercise(caplog)
+    assert len(warnings) == 1 and "exporter.stdout" in warnings[0].getMessage()
+
+
+def test_one_exporter_failing_does_not_stop_the_others(
+    monkeypatch: Any, caplog: Any, tmp_path: Any
+) -> None:
+    from lambdascope.exporters.stdout import StdoutExporter
+
+    monkeypatch.setattr(StdoutExporter, "export", raising)
+    path = tmp_path / "r.jsonl"
+
+    @lambdascope.monitor(exporters="stdout,file", file=str(path))
+    def handler(event: Any, context: Any) -> int:
+        return 1
+
+    assert handler({}, fake_context()) == 1
+    assert handler({}, fake_context()) == 1
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_exporter_answers_retry_forever(monkeypatch: Any, caplog: Any) -> None:
+    from lambdascope import _pipeline
+    from lambdascope.exporters.stdout import StdoutExporter
+
+    monkeypatch.setattr(StdoutExporter, "export", lambda *a, **k: ExportResult.RETRY)
+    monkeypatch.setattr(_pipeline, "MAX_RETRY_QUEUE", 4)
+    warnings = exercise(caplog)
+    assert warnings == []
+    (pipeline,) = _state.S.pipelines.values()  # one pipeline for one configuration
+    assert len(pipeline.retry) == 4
+    assert pipeline.dropped_reports == 2
+
+
+def test_report_serialisation_fails(monkeypatch: Any, caplog: Any) -> None:
+    from lambdascope import _pipeline
+
+    monkeypatch.setattr(_pipeline, "dumps", raising)
+    warnings = exercise(caplog)
+    assert len(warnings) == 1 and "deliver" in warnings[0].getMessage()
+
+
+def test_trigger_detection_fails(monkeypatch: Any, caplog: Any) -> None:
+    from lambdascope import _monitor
+
+    monkeypatch.setattr(_monitor, "detect", raising)
+    warnings = exercise(caplog)
+    assert len(warnings) == 1
+
+
+def test_context_object_misbehaves(caplog: Any) -> None:
+    class EvilContext:
+        @property
+        def aws_request_id(self) -> str:
+            raise BOOM
+
+        def get_remaining_time_in_millis(self) -> int:
+            raise BOOM
+
+    ok, _, _ = handlers()
+    with capture_reports() as reports:
+        assert ok({}, EvilContext()) == {"same": "object"}
+    # The request id could not be read: the handler still ran (monitored or not).
+    assert len(reports) <= 1
+
+
+def test_log_capture_fails(monkeypatch: Any, caplog: Any) -> None:
+    from lambdascope import _logs
+
+    class BrokenVar:
+        def get(self) -> Any:
+            raise BOOM
+
+    @lambdascope.monitor
+    def handler(event: Any, context: Any) -> int:
+        logging.getLogger("user").warning("hello")
+        return 4
+
+    with capture_reports() as reports:
+        handler({}, fake_context())  # sets the pipeline up, installs the capture handler
+        monkeypatch.setattr(_logs, "CURRENT", BrokenVar())
+        with caplog.at_level(logging.WARNING, logger="lambdascope"):
+            assert handler({}, fake_context()) == 4
+    assert reports[0]["logs"][0]["message"] == "hello"
+    assert reports[1]["logs"] == []
+    assert any("logs.capture" in r.getMessage() for r in caplog.records)
+
+
+def test_snapstart_hook_never_raises(monkeypatch: Any) -> None:
+    from lambdascope import _monitor
+
+    monkeypatch.setattr(_monitor._ids, "reseed", raising)
+    _monitor.after_restore()  # must not raise into the runtime
