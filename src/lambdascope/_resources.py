@@ -64,12 +64,10 @@ def _status_kb(status: bytes, key: bytes) -> int | None:
 def parse_net_dev(raw: bytes) -> tuple[int, int]:
     """Sum received and transmitted bytes over every interface except loopback."""
     rx = tx = 0
-    for line in raw.split(b"\n")[2:]:
+    for line in raw.splitlines()[2:]:
         name, sep, rest = line.partition(b":")
-        if not sep or name.strip() == b"lo":
-            continue
-        cols = rest.split()
-        if len(cols) >= 9:
+        if sep and name.strip() != b"lo":
+            cols = rest.split(None, 9)
             rx += int(cols[0])
             tx += int(cols[8])
     return rx, tx
@@ -110,6 +108,7 @@ class Sampler:
             if fd is not None:
                 os.close(fd)
         self._lifetime_hwm_kb = 0
+        self._fd_size_ok = True
         self.linux = self._status is not None
         self._psutil: Any = None
 
@@ -200,10 +199,7 @@ class Sampler:
                     out["net_tx_bytes"] = max(0, tx - s.net[1])
                 except ValueError:
                     pass
-            try:
-                out["open_fds"] = len(os.listdir("/proc/self/fd")) - 1  # minus listdir's own
-            except OSError:
-                pass
+            out["open_fds"] = self._open_fds()
             current = _pread(self._cg_current, 64)
             if current:
                 try:
@@ -238,6 +234,19 @@ class Sampler:
             pass
         return out
 
+    def _open_fds(self) -> int | None:
+        # Linux 6.2+ reports the number of open descriptors as the size of /proc/self/fd,
+        # for the cost of one stat; older kernels say 0 and the directory is listed instead.
+        try:
+            if self._fd_size_ok:
+                count = os.stat("/proc/self/fd").st_size
+                if count > 0:
+                    return count
+                self._fd_size_ok = False
+            return len(os.listdir("/proc/self/fd")) - 1  # minus listdir's own descriptor
+        except OSError:
+            return None
+
     def _psutil_rss_kb(self) -> int | None:
         try:
             if self._psutil is None:
@@ -268,16 +277,17 @@ def leak_suspected(history: list[float], memory_limit_mb: float | None) -> bool:
     n = len(history)
     if n < 8:
         return False
+    # Cheap test first: most invocations see flat memory and stop here.
+    rise = history[-1] - min(history[: n // 2])
+    threshold = max(2.0, (memory_limit_mb or 0) * 0.01)
+    if rise < threshold:
+        return False
     mean_x = (n - 1) / 2.0
     mean_y = sum(history) / n
     num = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(history))
     den = sum((i - mean_x) ** 2 for i in range(n))
     slope = num / den if den else 0.0
     if slope <= 0:
-        return False
-    rise = history[-1] - min(history[: n // 2])
-    threshold = max(2.0, (memory_limit_mb or 0) * 0.01)
-    if rise < threshold:
         return False
     steps_up = sum(1 for a, b in zip(history, history[1:]) if b >= a)
     return steps_up >= 0.7 * (n - 1)
