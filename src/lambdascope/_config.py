@@ -157,7 +157,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
 KEYS = tuple(_FIELDS)
 
 
-def _describe_default(value: Any) -> str:
+def _describe(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(value) if value else "none"
     if value is None:
@@ -202,6 +202,7 @@ class Config:
     ) -> None:
         env = os.environ if environ is None else environ
         opts = dict(options or {})
+        bad: list[tuple[str, str, Any, str]] = []
         for key in list(opts):
             if key not in _FIELDS:
                 log_once(
@@ -225,14 +226,7 @@ class Config:
                 value = parse(raw)
             except ConfigError as err:
                 value = default
-                log_once(
-                    "config:" + source,
-                    "lambdascope: %s=%r is not valid (expected %s); using %s",
-                    source,
-                    raw,
-                    err.expected,
-                    _describe_default(default),
-                )
+                bad.append((key, source, raw, err.expected))
             object.__setattr__(self, key, value)
 
         # Derived defaults.
@@ -254,10 +248,22 @@ class Config:
             object.__setattr__(
                 self, "service", env.get("AWS_LAMBDA_FUNCTION_NAME") or None
             )
+        for key, source, raw, expected in bad:  # logged once the value used is known
+            log_once(
+                "config:" + source,
+                "lambdascope: %s=%r is not valid (expected %s); using %s",
+                source,
+                raw,
+                expected,
+                _describe(getattr(self, key)),
+            )
         object.__setattr__(self, "key", tuple(getattr(self, k) for k in KEYS))
         object.__setattr__(self, "_frozen", True)
 
     def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Config is read-only")
+
+    def __delattr__(self, key: str) -> None:
         raise AttributeError("Config is read-only")
 
     def as_dict(self) -> dict[str, Any]:

@@ -189,8 +189,16 @@ def build_report(
         status = "error" if exc is not None else "ok"
     error = error_info(exc) if exc is not None else None
 
+    context = inv._context
+    memory_limit_mb = pipeline.memory_limit_mb
+    if memory_limit_mb is None:  # outside Lambda's environment: the context may know
+        try:
+            memory_limit_mb = int(getattr(context, "memory_limit_in_mb", 0) or 0) or None
+        except (TypeError, ValueError):
+            memory_limit_mb = None
+
     # Resources, RSS growth since the cold start, and the leak signal.
-    resources = S.sampler.end(inv.res_start, pipeline.memory_limit_mb)
+    resources = S.sampler.end(inv.res_start, memory_limit_mb)
     rss_end = resources["rss_end_mb"]
     growth = 0.0
     if rss_end is not None:
@@ -202,7 +210,7 @@ def build_report(
                 del S.rss_history[0]
         growth = round(rss_end - S.rss_baseline_mb, 2)
     resources["rss_growth_mb"] = growth
-    resources["leak_suspected"] = leak_suspected(S.rss_history, pipeline.memory_limit_mb)
+    resources["leak_suspected"] = leak_suspected(S.rss_history, memory_limit_mb)
 
     # Init figures, on the first invocation of the process only.
     init_duration_ms = since_restore_ms = None
@@ -223,7 +231,7 @@ def build_report(
         batch = {"size": trigger.batch_size, "failed": batch_failures(trigger.type, result)}
 
     function = dict(pipeline.function)
-    context = inv._context
+    function["memory_limit_mb"] = memory_limit_mb
     arn = getattr(context, "invoked_function_arn", None)
     function["arn"] = arn if isinstance(arn, str) else None
     if function["region"] is None and function["arn"] and function["arn"].count(":") >= 4:

@@ -27,6 +27,9 @@ _SECRET_ENV = (
 )
 
 
+_NUMBER = re.compile(r"[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?")
+
+
 def _pattern(words: Iterable[str]) -> re.Pattern[str]:
     parts = []
     for word in words:
@@ -45,7 +48,8 @@ class Redactor:
         env = os.environ if environ is None else environ
         secrets: set[str] = set()
         for name, value in env.items():
-            if not value or len(value) < 6:
+            # Short values and plain numbers would match unrelated text and JSON numbers.
+            if not value or len(value) < 6 or _NUMBER.fullmatch(value):
                 continue
             if name in _SECRET_ENV or (
                 self.is_sensitive(name) and not name.startswith("AWS_LAMBDA_")
@@ -66,7 +70,7 @@ class Redactor:
     def mapping(self, data: Any, depth: int = 0) -> Any:
         """A copy of ``data`` with the values of sensitive keys replaced (recursively)."""
         if depth > 32:
-            return data
+            return REDACTED  # deeper than any sane payload: hide rather than risk a leak
         if isinstance(data, dict):
             return {
                 k: (REDACTED if isinstance(k, str) and self.is_sensitive(k) else
@@ -85,6 +89,8 @@ class Redactor:
                 out[key] = REDACTED
             elif isinstance(value, str) and (key.startswith("url.") or key == "http.url"):
                 out[key] = redact_url(value)
+            elif isinstance(value, (dict, list, tuple)):
+                out[key] = self.mapping(value)
             else:
                 out[key] = value
         return out
@@ -105,10 +111,14 @@ def redact_url(url: str) -> str:
         scheme, sep, rest = url.partition("://")
         if not sep:
             scheme, rest = "", url
-        netloc, slash, path = rest.partition("/")
+        cut = len(rest)
+        for mark in "/?#":
+            at = rest.find(mark)
+            if 0 <= at < cut:
+                cut = at
+        netloc, path = rest[:cut], rest[cut:]
         if "@" in netloc:
             netloc = netloc.rsplit("@", 1)[1]
-        path = slash + path
         path = path.split("#", 1)[0]
         base, qmark, query = path.partition("?")
         if qmark:

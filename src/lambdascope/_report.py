@@ -23,9 +23,10 @@ def architecture() -> str:
 def _memory_limit(env: Any) -> int | None:
     raw = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
     try:
-        return int(raw) if raw else None
+        value = int(raw) if raw else None
     except ValueError:
         return None
+    return value if value is not None and value > 0 else None
 
 
 def function_info(service: str | None, environ: Any = None) -> dict[str, Any]:

@@ -68,8 +68,9 @@ def parse_net_dev(raw: bytes) -> tuple[int, int]:
         name, sep, rest = line.partition(b":")
         if sep and name.strip() != b"lo":
             cols = rest.split(None, 9)
-            rx += int(cols[0])
-            tx += int(cols[8])
+            if len(cols) >= 9:  # a line cut short by the read size is skipped
+                rx += int(cols[0])
+                tx += int(cols[8])
     return rx, tx
 
 
@@ -270,9 +271,10 @@ def _threads_fallback() -> int | None:
 def leak_suspected(history: list[float], memory_limit_mb: float | None) -> bool:
     """A steady rise of end-of-invocation RSS over recent warm invocations.
 
-    Needs at least 8 samples; suspected when the least-squares slope is positive, the rise from
-    the lowest of the first half to the last sample is at least max(2 MB, 1 % of the memory
-    size), and at least 70 % of the steps did not go down.
+    Needs at least 8 samples. Suspected when the rise from the lowest of the first half to the
+    last sample is at least max(2 MB, 1 % of the memory size), the least-squares slope is
+    positive, at most 30 % of the steps went down, at least 3 steps went up, and no single step
+    makes more than half of the rise (one late jump, such as a cache filled once, is not a leak).
     """
     n = len(history)
     if n < 8:
@@ -282,12 +284,14 @@ def leak_suspected(history: list[float], memory_limit_mb: float | None) -> bool:
     threshold = max(2.0, (memory_limit_mb or 0) * 0.01)
     if rise < threshold:
         return False
+    steps = [b - a for a, b in zip(history, history[1:])]
+    if max(steps) > 0.5 * rise:
+        return False
+    if sum(1 for d in steps if d < 0) > 0.3 * len(steps):
+        return False
+    if sum(1 for d in steps if d > 0) < 3:
+        return False
     mean_x = (n - 1) / 2.0
     mean_y = sum(history) / n
     num = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(history))
-    den = sum((i - mean_x) ** 2 for i in range(n))
-    slope = num / den if den else 0.0
-    if slope <= 0:
-        return False
-    steps_up = sum(1 for a, b in zip(history, history[1:]) if b >= a)
-    return steps_up >= 0.7 * (n - 1)
+    return num > 0
