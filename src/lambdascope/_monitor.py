@@ -220,7 +220,9 @@ def build_report(
             init_duration_ms = S.snapshot_init_ms
             since_restore_ms = round((inv.start_wall - S.restored_at) * 1000.0, 3)
         else:
-            init_end = inv.start_wall if not verdict.proactive_init else S.init_end
+            # Up to the first invocation only when a caller waited for init (a cold start);
+            # otherwise the sandbox may have sat idle after init: stop at the decoration.
+            init_end = inv.start_wall if verdict.cold_start else S.init_end
             init_duration_ms = round(max(0.0, (init_end - S.init_start()) * 1000.0), 3)
         overhead["init_ms"] = round(_state.import_ms + S.decorate_ms, 3)
         overhead["setup_ms"] = round(S.setup_ms, 3)
