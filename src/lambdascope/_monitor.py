@@ -29,10 +29,15 @@ _FAAS_TRIGGER = {
 }  # fmt: skip
 
 
-def _version() -> str:
-    from . import __version__
+_VERSION: list[str] = []
 
-    return __version__
+
+def _version() -> str:
+    if not _VERSION:
+        from . import __version__
+
+        _VERSION.append(__version__)
+    return _VERSION[0]
 
 
 def setup(config: Config) -> Any:
@@ -131,7 +136,7 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
             inv.metrics, S.pending_metrics = S.pending_metrics, []
         if S.pending_labels:
             inv.labels, S.pending_labels = S.pending_labels, []
-        inv.res_start = S.sampler.start()
+        inv.res_start = S.sampler.start(pipeline.reuse_net)
         S.active[inv.trace_id] = inv
         token = CURRENT.set(inv)
         if not S.otel_checked:
@@ -252,7 +257,8 @@ def build_report(
         root.duration_ms = duration_ms
         if exc is not None:
             root.attributes.pop("exception.message", None)
-        root.attributes = pipeline.redactor.attributes(root.attributes)
+        # The root's attributes are all the agent's own (trigger, ids, method, path; no header,
+        # query or secret), so they skip redaction.
         spans.append(root.as_dict())
         children = sorted(inv.spans, key=lambda s: s.start_ms)
         for record in children:

@@ -21,6 +21,9 @@ class Pipeline:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.exporters = build(config)
+        # No exporter of ours uses the network between invocations: the end-of-invocation
+        # network reading can serve as the next start.
+        self.reuse_net = not any(getattr(e, "network", True) for e in self.exporters)
         self.redactor = Redactor(DEFAULT_REDACT + tuple(config.redact))
         self.function = function_info(config.service)
         self.memory_limit_mb = self.function["memory_limit_mb"]

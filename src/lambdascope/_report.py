@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import sys
 from types import TracebackType
 from typing import Any
@@ -16,7 +15,7 @@ MAX_MESSAGE = 4096
 
 
 def architecture() -> str:
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower() if hasattr(os, "uname") else ""
     return "arm64" if machine in ("aarch64", "arm64") else "x86_64"
 
 
@@ -46,8 +45,11 @@ def function_info(service: str | None, environ: Any = None) -> dict[str, Any]:
     }
 
 
+PYTHON_VERSION = "%d.%d.%d" % sys.version_info[:3]
+
+
 def python_version() -> str:
-    return "%d.%d.%d" % sys.version_info[:3]
+    return PYTHON_VERSION
 
 
 def error_info(exc: BaseException, skip: int = 1) -> dict[str, Any]:
@@ -94,10 +96,15 @@ def _fix(value: Any, depth: int = 0) -> Any:
         return f"<{type(value).__name__}>"
 
 
+# No circular-reference bookkeeping: the report is built by the agent; a user attribute that
+# refers to itself ends in RecursionError, and the fallback below turns it into text.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
+
+
 def dumps(report: dict[str, Any]) -> str:
     """Serialise a report to one line of JSON. Nothing is dropped: what JSON cannot carry is
     turned into a string."""
     try:
-        return json.dumps(report, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError):
-        return json.dumps(_fix(report), separators=(",", ":"))
+        return _ENCODER.encode(report)
+    except (TypeError, ValueError, RecursionError):
+        return _ENCODER.encode(_fix(report))

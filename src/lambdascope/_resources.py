@@ -9,7 +9,7 @@ generate a fresh copy), so the whole sample costs a few tens of microseconds.
   writing ``5`` to ``/proc/self/clear_refs`` at the start, which resets ``VmHWM`` to the current
   RSS. Where that write is refused, the peak is the lifetime ``VmHWM`` when it rose during the
   invocation, else the larger of the start and end RSS.
-* CPU: ``os.times()`` (user and system time of the process).
+* CPU: ``getrusage`` (user and system time of the process, microsecond resolution).
 * Network: ``/proc/net/dev``, summed over every interface but loopback (the sandbox's traffic).
 * ``/tmp``: ``statvfs``, never a walk of the tree.
 * Sandbox memory: the memory cgroup (v2 ``memory.current``/``memory.peak`` or v1
@@ -22,6 +22,18 @@ from __future__ import annotations
 
 import os
 from typing import Any
+
+try:
+    from resource import RUSAGE_SELF as _RUSAGE_SELF
+    from resource import getrusage as _getrusage
+except ImportError:  # pragma: no cover - not POSIX
+    _RUSAGE_SELF = 0
+
+    def _getrusage(who: int) -> Any:
+        class _Usage:
+            ru_utime, ru_stime = os.times()[:2]
+
+        return _Usage()
 
 _MB = 1024.0 * 1024.0
 
@@ -48,6 +60,16 @@ def _pread(fd: int | None, size: int = 4096) -> bytes | None:
         return os.pread(fd, size, 0)
     except OSError:
         return None
+
+
+def _cgroup_mb(fd: int | None) -> float | None:
+    raw = _pread(fd, 64)
+    if raw:
+        try:
+            return round(int(raw) / _MB, 2)
+        except ValueError:
+            return None
+    return None
 
 
 def _status_kb(status: bytes, key: bytes) -> int | None:
@@ -110,6 +132,7 @@ class Sampler:
                 os.close(fd)
         self._lifetime_hwm_kb = 0
         self._fd_size_ok = True
+        self._last_net: tuple[int, int] | None = None
         self.linux = self._status is not None
         self._psutil: Any = None
 
@@ -131,10 +154,16 @@ class Sampler:
         self._cg_current = self._cg_peak = None
 
     # -- start -------------------------------------------------------------------------
-    def start(self) -> Start:
+    def start(self, reuse_net: bool = False) -> Start:
+        """Read what the start of an invocation needs.
+
+        With ``reuse_net``, the network counters read at the end of the previous invocation
+        stand for this start (saving a read): right when nothing of the agent's own used the
+        network in between and the sandbox was frozen, as Lambda freezes it.
+        """
         s = Start()
-        times = os.times()
-        s.cpu_user, s.cpu_system = times.user, times.system
+        usage = _getrusage(_RUSAGE_SELF)  # microsecond resolution (os.times() has 10 ms)
+        s.cpu_user, s.cpu_system = usage.ru_utime, usage.ru_stime
         if not self.linux:
             s.rss_kb = self._psutil_rss_kb()
             return s
@@ -154,6 +183,9 @@ class Sampler:
         if not s.hwm_reset:
             status = _pread(self._status)
             s.hwm_kb = _status_kb(status, b"VmHWM:") if status else None
+        if reuse_net and self._last_net is not None:
+            s.net = self._last_net
+            return s
         raw = _pread(self._net, 16384)
         if raw:
             try:
@@ -164,24 +196,10 @@ class Sampler:
 
     # -- end ---------------------------------------------------------------------------
     def end(self, s: Start, memory_limit_mb: float | None) -> dict[str, Any]:
-        times = os.times()
-        out: dict[str, Any] = {
-            "rss_start_mb": None,
-            "rss_end_mb": None,
-            "rss_peak_mb": None,
-            "memory_used_pct": None,
-            "cpu_user_ms": round((times.user - s.cpu_user) * 1000.0, 3),
-            "cpu_system_ms": round((times.system - s.cpu_system) * 1000.0, 3),
-            "net_rx_bytes": None,
-            "net_tx_bytes": None,
-            "tmp_used_mb": None,
-            "open_fds": None,
-            "threads": None,
-            "sandbox_memory_mb": None,
-            "sandbox_memory_peak_mb": None,
-        }
+        usage = _getrusage(_RUSAGE_SELF)
         rss_start = s.rss_kb
-        rss_end = peak = threads = None
+        rss_end = peak = threads = open_fds = None
+        net_rx = net_tx = sandbox = sandbox_peak = None
         if self.linux:
             status = _pread(self._status)
             if status:
@@ -193,47 +211,50 @@ class Sampler:
                 elif hwm is not None and s.hwm_kb is not None and hwm > s.hwm_kb:
                     peak = hwm  # the lifetime peak rose during this invocation
             raw = _pread(self._net, 16384)
-            if raw and s.net is not None:
+            self._last_net = None
+            if raw:
                 try:
-                    rx, tx = parse_net_dev(raw)
-                    out["net_rx_bytes"] = max(0, rx - s.net[0])
-                    out["net_tx_bytes"] = max(0, tx - s.net[1])
+                    self._last_net = rx, tx = parse_net_dev(raw)
+                    if s.net is not None:
+                        net_rx = max(0, rx - s.net[0])
+                        net_tx = max(0, tx - s.net[1])
                 except ValueError:
                     pass
-            out["open_fds"] = self._open_fds()
-            current = _pread(self._cg_current, 64)
-            if current:
-                try:
-                    out["sandbox_memory_mb"] = round(int(current) / _MB, 2)
-                except ValueError:
-                    pass
-            cg_peak = _pread(self._cg_peak, 64)
-            if cg_peak:
-                try:
-                    out["sandbox_memory_peak_mb"] = round(int(cg_peak) / _MB, 2)
-                except ValueError:
-                    pass
+            open_fds = self._open_fds()
+            sandbox = _cgroup_mb(self._cg_current)
+            sandbox_peak = _cgroup_mb(self._cg_peak)
         else:
             rss_end = self._psutil_rss_kb()
             threads = _threads_fallback()
-        known = [v for v in (rss_start, rss_end, peak) if v is not None]
-        if known:
-            peak = max(known)
-        if rss_start is not None:
-            out["rss_start_mb"] = round(rss_start / 1024.0, 2)
-        if rss_end is not None:
-            out["rss_end_mb"] = round(rss_end / 1024.0, 2)
-        if peak is not None:
-            out["rss_peak_mb"] = round(peak / 1024.0, 2)
-            if memory_limit_mb:
-                out["memory_used_pct"] = round(peak / 1024.0 / memory_limit_mb * 100.0, 2)
-        out["threads"] = threads
+        if peak is None or (rss_end is not None and rss_end > peak):
+            peak = rss_end
+        if rss_start is not None and (peak is None or rss_start > peak):
+            peak = rss_start
+        peak_mb = round(peak / 1024.0, 2) if peak is not None else None
         try:
             st = os.statvfs(self.tmp_dir)
-            out["tmp_used_mb"] = round((st.f_blocks - st.f_bfree) * st.f_frsize / _MB, 2)
+            tmp_mb: float | None = round((st.f_blocks - st.f_bfree) * st.f_frsize / _MB, 2)
         except OSError:
-            pass
-        return out
+            tmp_mb = None
+        return {
+            "rss_start_mb": round(rss_start / 1024.0, 2) if rss_start is not None else None,
+            "rss_end_mb": round(rss_end / 1024.0, 2) if rss_end is not None else None,
+            "rss_peak_mb": peak_mb,
+            "memory_used_pct": (
+                round(peak_mb / memory_limit_mb * 100.0, 2)
+                if peak_mb is not None and memory_limit_mb
+                else None
+            ),
+            "cpu_user_ms": round((usage.ru_utime - s.cpu_user) * 1000.0, 3),
+            "cpu_system_ms": round((usage.ru_stime - s.cpu_system) * 1000.0, 3),
+            "net_rx_bytes": net_rx,
+            "net_tx_bytes": net_tx,
+            "tmp_used_mb": tmp_mb,
+            "open_fds": open_fds,
+            "threads": threads,
+            "sandbox_memory_mb": sandbox,
+            "sandbox_memory_peak_mb": sandbox_peak,
+        }
 
     def _open_fds(self) -> int | None:
         # Linux 6.2+ reports the number of open descriptors as the size of /proc/self/fd,

@@ -17,6 +17,8 @@ class ExportResult(enum.Enum):
 
 class Exporter(Protocol):
     name: str
+    #: Whether exporting uses the network (it then shows in the sandbox's traffic).
+    network: bool
 
     def export(
         self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float

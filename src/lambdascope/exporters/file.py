@@ -16,6 +16,7 @@ from . import ExportResult
 
 class FileExporter:
     name = "file"
+    network = False
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -29,6 +29,7 @@ def _gzip(data: bytes) -> bytes:
 
 class HttpExporter:
     name = "http"
+    network = True
 
     def __init__(
         self, base_url: str, token: str | None = None, user_agent: str | None = None

@@ -13,6 +13,7 @@ from . import ExportResult
 
 class MemoryExporter:
     name = "memory"
+    network = False
 
     def __init__(self) -> None:
         self.reports: list[dict[str, Any]] = []

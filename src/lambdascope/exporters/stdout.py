@@ -16,6 +16,7 @@ from . import ExportResult
 
 class StdoutExporter:
     name = "stdout"
+    network = False
 
     def export(
         self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float
