@@ -11,7 +11,6 @@ Only an on-demand sandbox's first invocation is a cold start a caller waited for
 
 from __future__ import annotations
 
-
 PROACTIVE_GAP_MS = 10_000.0
 
 ON_DEMAND = "on-demand"

@@ -31,7 +31,10 @@ class Trigger:
         return hash(tuple(self))
 
     def __repr__(self) -> str:
-        return f"Trigger(type={self.type!r}, source={self.source!r}, batch_size={self.batch_size!r})"
+        return (
+            f"Trigger(type={self.type!r}, source={self.source!r}, "
+            f"batch_size={self.batch_size!r})"
+        )
 
 
 def _records(event: dict[str, Any]) -> Trigger | None:
