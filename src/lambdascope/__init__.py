@@ -14,6 +14,23 @@ from ._flush import flush  # noqa: E402
 from ._invocation import Invocation, current, label, metric  # noqa: E402
 from ._tracing import span  # noqa: E402
 
+
+def instrument() -> None:
+    """Apply the automatic instrumentation that ``LAMBDASCOPE_INSTRUMENT`` names (every AWS SDK
+    and HTTP call becomes a span). ``@monitor`` does this on its first invocation; calling it
+    again changes nothing."""
+    from .instrumentation import instrument as _instrument
+
+    _instrument()
+
+
+def uninstrument() -> None:
+    """Remove the automatic instrumentation, restoring every patched function exactly."""
+    from .instrumentation import uninstrument as _uninstrument
+
+    _uninstrument()
+
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -21,13 +38,15 @@ __all__ = [
     "__version__",
     "current",
     "flush",
+    "instrument",
     "label",
     "metric",
     "monitor",
     "span",
+    "uninstrument",
 ]
 
-for _obj in (monitor, flush, current, label, metric, span, Invocation):
+for _obj in (monitor, flush, current, label, metric, span, Invocation, instrument, uninstrument):
     try:
         _obj.__module__ = "lambdascope"
     except (AttributeError, TypeError):  # pragma: no cover

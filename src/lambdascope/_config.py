@@ -16,7 +16,9 @@ PREFIX = "LAMBDASCOPE_"
 EXPORTER_NAMES = ("http", "otlp", "emf", "stdout", "file")
 FLUSH_MODES = ("auto", "after_response", "sync")
 INSTRUMENT_NAMES = ("botocore", "requests", "urllib3", "http.client", "httpx")
-DEFAULT_INSTRUMENT = ("botocore", "requests", "urllib3", "http.client")
+# httpx is on by default too (the contract's list predates it): the OpenAI, Anthropic and many
+# other SDKs call out through httpx, which bypasses http.client.
+DEFAULT_INSTRUMENT = ("botocore", "requests", "urllib3", "http.client", "httpx")
 DEFAULT_REDACT = (
     "authorization",
     "cookie",

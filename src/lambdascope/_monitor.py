@@ -56,6 +56,17 @@ def setup(config: Config) -> Any:
         from ._logs import install
 
         S.log_handler = install()
+    if config.instrument:
+        try:
+            from .instrumentation import _http, instrument
+
+            _http.exclude_runtime_api()
+            _http.exclude_url(config.collector_url)
+            if "otlp" in config.exporters:
+                _http.exclude_url(config.otlp_endpoint)
+            instrument(config.instrument)
+        except Exception as exc:
+            internal_error("setup.instrument", exc)
     S.setup_ms += (time.perf_counter() - t0) * 1000.0
     return pipeline
 

@@ -13,6 +13,7 @@ from ._guard import internal_error
 from ._redact import Redactor
 from ._report import dumps, function_info
 from .exporters import ExportResult, build
+from .instrumentation._suppress import ALL, LEVEL as SUPPRESS
 
 MAX_RETRY_QUEUE = 100
 
@@ -45,6 +46,7 @@ class Pipeline:
         budget_s = (timeout_ms if timeout_ms is not None else self.config.flush_timeout_ms) / 1000.0
         deadline = time.monotonic() + budget_s
         ok = True
+        token = SUPPRESS.set(ALL)  # the agent's own calls are never traced
         try:
             lines = [self.serialise(r) for r in reports]
             pending = self.retry
@@ -58,6 +60,8 @@ class Pipeline:
         except Exception as exc:
             internal_error("deliver", exc)
             ok = False
+        finally:
+            SUPPRESS.reset(token)
         self.last_flush_ms = (time.perf_counter() - t0) * 1000.0
         return ok
 

@@ -80,6 +80,11 @@ def fake_context(**kwargs: Any) -> FakeContext:
 
 
 def reset() -> None:
-    """Forget all process-wide agent state: the next invocation is a first (cold) one again."""
+    """Forget all process-wide agent state: the next invocation is a first (cold) one again,
+    and the automatic instrumentation is removed (the next invocation applies it again)."""
+    import sys
+
+    if "lambdascope.instrumentation" in sys.modules:
+        sys.modules["lambdascope.instrumentation"].uninstrument()
     _state.reset()
     _guard.reset()

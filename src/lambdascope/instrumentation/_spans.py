@@ -1,0 +1,41 @@
+"""Client spans for instrumented calls: opened under the current span of the invocation in
+flight, never under suppression, never outside a sampled invocation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _ids
+from .._invocation import CURRENT, Invocation, SpanRecord
+from .._tracing import current_parent
+from . import _suppress
+
+
+def start(
+    name: str, attributes: dict[str, Any], kind: str = "client", level: int = 1
+) -> tuple[Invocation, SpanRecord] | None:
+    """Open a span, or ``None`` when nothing should be recorded. ``level`` is the suppression
+    level at which this call is hidden (1: HTTP layers beneath another span; 2: only the agent's
+    own calls)."""
+    if _suppress.LEVEL.get() >= level:
+        return None
+    inv = CURRENT.get()
+    if inv is None or not inv.sampled:
+        return None
+    return inv, SpanRecord(_ids.new_span_id(), current_parent(inv), name, kind, attributes)
+
+
+def finish(
+    handle: tuple[Invocation, SpanRecord],
+    exc: BaseException | None = None,
+    error: bool = False,
+) -> None:
+    inv, record = handle
+    record.finish(exc)
+    if error:
+        record.status = "error"
+    inv.add_span(record)
+
+
+def traceparent(inv: Invocation, span_id: str) -> str:
+    return f"00-{inv.trace_id}-{span_id}-{'01' if inv.sampled else '00'}"

@@ -1,0 +1,130 @@
+"""``urllib3``: one client span per request made directly with urllib3 (``PoolManager`` or a
+connection pool; retries inside one call stay one span, with ``http.request.resend_count``), and
+connection timing (TCP, TLS) for urllib3's own connections, which requests uses too.
+"""
+
+from __future__ import annotations
+
+import time
+from types import ModuleType
+from typing import Any
+
+from . import _http, _spans, _suppress
+from ._base import Instrumentor
+
+_TCP = "_lambdascope_tcp_ms"
+
+
+class Urllib3Instrumentor(Instrumentor):
+    name = "urllib3"
+    modules = ("urllib3.connectionpool", "urllib3.connection")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans = True
+
+    def patch(self, module_name: str, module: ModuleType) -> None:
+        if module_name == "urllib3.connectionpool":
+            self.wrap(module.HTTPConnectionPool, "urlopen", self._urlopen)
+        else:
+            self.wrap(module.HTTPConnection, "_new_conn", self._new_conn)
+            self.wrap(module.HTTPSConnection, "connect", self._connect_tls)
+
+    def _urlopen(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if (
+            not (self.enabled and self.spans)
+            or _suppress.LEVEL.get()
+            or _http.ACTIVE.get() is not None  # a retry of a call already traced
+        ):
+            return wrapped(*args, **kwargs)
+        handle = None
+        try:
+            host, port = instance.host, instance.port
+            if not _http.is_excluded(host, port):
+                method = _http.method_name(args[0] if args else kwargs.get("method", "GET"))
+                target = str(args[1] if len(args) > 1 else kwargs.get("url", "/"))
+                url = _http.build_url(instance.scheme, host, port, target)
+                handle = _spans.start(method, _http.request_attributes(method, url, host, port))
+                if handle is not None:
+                    args, kwargs = _inject(args, kwargs, _spans.traceparent(*_pair(handle)))
+        except Exception as exc:
+            from .._guard import internal_error
+
+            internal_error("urllib3.urlopen", exc)
+            handle = None
+        if handle is None:
+            return wrapped(*args, **kwargs)
+        token = _http.ACTIVE.set(handle[1])
+        try:
+            with _suppress.suppressed(_suppress.HTTP):
+                response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            _http.set_error(handle[1], exc)
+            _spans.finish(handle, exc)
+            raise
+        finally:
+            _http.ACTIVE.reset(token)
+        try:
+            error = _http.set_status(handle[1], int(getattr(response, "status", 0) or 0))
+            retries = getattr(response, "retries", None)
+            history = getattr(retries, "history", None)
+            if history:
+                handle[1].attributes["http.request.resend_count"] = len(history)
+        except Exception:
+            error = False
+        _spans.finish(handle, error=error)
+        return response
+
+    # -- connection timing (urllib3 overrides http.client's connect) ------------------------
+    def _new_conn(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        target = _http.ACTIVE.get() if self.enabled else None
+        if target is None or _suppress.LEVEL.get() >= _suppress.ALL:
+            return wrapped(*args, **kwargs)
+        dns_before = target.attributes.get(_http.DNS_MS, 0.0)
+        t0 = time.perf_counter()
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            ms = (time.perf_counter() - t0) * 1000.0
+            instance.__dict__[_TCP] = ms
+            dns = target.attributes.get(_http.DNS_MS, 0.0) - dns_before
+            _add(target, _http.CONNECT_MS, ms - dns)
+
+    def _connect_tls(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        target = _http.ACTIVE.get() if self.enabled else None
+        if target is None or _suppress.LEVEL.get() >= _suppress.ALL:
+            return wrapped(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            total = (time.perf_counter() - t0) * 1000.0
+            tcp = instance.__dict__.pop(_TCP, None)
+            if tcp is not None:
+                _add(target, _http.TLS_MS, total - tcp)
+
+
+def _pair(handle: Any) -> tuple[Any, str]:
+    return handle[0], handle[1].span_id
+
+
+def _add(target: Any, key: str, ms: float) -> None:
+    attrs = target.attributes
+    attrs[key] = round(attrs.get(key, 0.0) + max(0.0, ms), 3)
+    attrs[_http.NEW_CONNECTION] = True
+
+
+def _inject(args: Any, kwargs: Any, value: str) -> tuple[Any, Any]:
+    """``urlopen(method, url, body=None, headers=None, ...)``: add ``traceparent`` unless set."""
+    args = list(args)
+    if len(args) > 3:
+        headers = dict(args[3] or {})
+        if not any(str(k).lower() == "traceparent" for k in headers):
+            headers["traceparent"] = value
+        args[3] = headers
+    else:
+        headers = dict(kwargs.get("headers") or {})
+        if not any(str(k).lower() == "traceparent" for k in headers):
+            headers["traceparent"] = value
+        kwargs = dict(kwargs, headers=headers)
+    return tuple(args), kwargs
