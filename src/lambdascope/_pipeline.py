@@ -13,7 +13,8 @@ from ._guard import internal_error
 from ._redact import Redactor
 from ._report import dumps, function_info
 from .exporters import ExportResult, build
-from .instrumentation._suppress import ALL, LEVEL as SUPPRESS
+from .instrumentation._suppress import ALL
+from .instrumentation._suppress import LEVEL as SUPPRESS
 
 MAX_RETRY_QUEUE = 100
 

@@ -117,7 +117,8 @@ def _events(params: dict[str, Any], attrs: dict[str, Any]) -> None:
     if isinstance(name, str):
         buses.append(name)
     if buses:
-        attrs["aws.eventbridge.event_bus"] = buses[0] if len(set(buses)) == 1 else sorted(set(buses))
+        unique = sorted(set(buses))
+        attrs["aws.eventbridge.event_bus"] = unique[0] if len(unique) == 1 else unique
 
 
 def _secrets(params: dict[str, Any], attrs: dict[str, Any]) -> None:

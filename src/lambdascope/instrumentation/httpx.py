@@ -21,7 +21,7 @@ _PHASES = {
 class _Trace:
     """Collects httpcore trace events into a span, then hands them to the user's callback."""
 
-    __slots__ = ("previous", "record", "started", "sent_at")
+    __slots__ = ("previous", "record", "sent_at", "started")
 
     def __init__(self, record: Any, previous: Any) -> None:
         self.record = record
