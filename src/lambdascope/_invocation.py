@@ -98,6 +98,7 @@ class Invocation:
         "event",
         "first",
         "labels",
+        "links",
         "logs",
         "metrics",
         "otel_token",
@@ -124,6 +125,7 @@ class Invocation:
         self._context = context
         self.trace_id = trace_id
         self.parent_span_id: str | None = None
+        self.links: list[dict[str, Any]] = []
         self.sampled = True
         self.root: SpanRecord | None = None
         self.spans: list[SpanRecord] = []

@@ -15,6 +15,7 @@ from . import _coldstart, _ids, _state
 from ._config import Config
 from ._guard import internal_error
 from ._invocation import CURRENT, Invocation, SpanRecord
+from ._propagation import extract
 from ._report import SCHEMA, error_info, python_version
 from ._resources import Sampler, leak_suspected
 from ._triggers import batch_failures, detect
@@ -102,8 +103,15 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         pipeline = S.pipelines.get(config.key) or setup(config)
         event = args[0] if args else kwargs.get("event")
         context = args[1] if len(args) > 1 else kwargs.get("context")
-        inv = Invocation(_request_id(context), context, _ids.new_trace_id())
+        remote, links, oldest_ms = extract(event)
+        inv = Invocation(
+            _request_id(context), context,
+            remote.trace_id if remote is not None else _ids.new_trace_id(),
+        )
         inv.config, inv.pipeline = config, pipeline
+        if remote is not None:
+            inv.parent_span_id = remote.span_id
+        inv.links = links
         first = S.first_invocation
         S.first_invocation = False  # cleared at once: a first invocation that raises is still first
         inv.first = first
@@ -120,7 +128,10 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         if config.capture_event:
             inv.event = pipeline.redactor.mapping(event)
         rate = config.sample_rate
-        inv.sampled = rate >= 1.0 or (rate > 0.0 and _ids.random_fraction() < rate)
+        if remote is not None and remote.source == "w3c" and remote.sampled is False:
+            inv.sampled = False  # the caller decided: no partial traces
+        else:
+            inv.sampled = rate >= 1.0 or (rate > 0.0 and _ids.random_fraction() < rate)
         if inv.sampled:
             kind = (
                 "server" if trigger.type in _HTTP_TRIGGERS
@@ -131,6 +142,12 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
                 "faas.invocation_id": inv.request_id,
                 "faas.coldstart": inv.verdict.cold_start,
             }
+            if trigger.batch_size is not None and trigger.type in _CONSUMER_TRIGGERS:
+                attrs["messaging.batch.message_count"] = trigger.batch_size
+            if oldest_ms is not None:
+                attrs["lambdascope.batch.oldest_age_ms"] = oldest_ms
+            if remote is not None:
+                attrs["lambdascope.parent.format"] = remote.source
             if trigger.type in _HTTP_TRIGGERS and isinstance(event, dict):
                 method = event.get("httpMethod") or (
                     (event.get("requestContext") or {}).get("http") or {}
@@ -270,7 +287,10 @@ def build_report(
             root.attributes.pop("exception.message", None)
         # The root's attributes are all the agent's own (trigger, ids, method, path; no header,
         # query or secret), so they skip redaction.
-        spans.append(root.as_dict())
+        root_dict = root.as_dict()
+        if inv.links:
+            root_dict["links"] = inv.links
+        spans.append(root_dict)
         children = sorted(inv.spans, key=lambda s: s.start_ms)
         for record in children:
             record.attributes = pipeline.redactor.attributes(record.attributes)

@@ -1,0 +1,216 @@
+"""Trace context in and out (contract section 5).
+
+In: the invocation continues the trace the event carries — a W3C ``traceparent`` in the HTTP
+headers (API Gateway v1/v2, ALB, function URL) or in SQS / SNS message attributes (SNS delivered
+through SQS too), else an X-Ray header (``AWSTraceHeader`` of an SQS record, then the
+``_X_AMZN_TRACE_ID`` the Lambda runtime sets). When both kinds arrive, the W3C one wins. A batch
+(SQS, Kinesis, DynamoDB streams) links every record's producer context to the invocation span,
+with the record's age.
+
+Out: outgoing HTTP calls carry ``traceparent``; SQS, SNS and EventBridge calls carry it as a
+message attribute (X-Ray ``TraceHeader`` for EventBridge, which has no message attributes). What
+is injected never pushes a message past the 10-attribute limit: it is skipped and counted.
+``OTEL_PROPAGATORS`` is honoured: ``tracecontext`` (the default) injects ``traceparent``;
+``xray`` adds the X-Ray header to HTTP calls; ``none`` injects nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from typing import Any
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+MAX_MESSAGE_ATTRIBUTES = 10
+MAX_LINKS = 100
+
+
+class Context:
+    """A remote span context: what an event or header says the caller was."""
+
+    __slots__ = ("sampled", "source", "span_id", "trace_id")
+
+    def __init__(self, trace_id: str, span_id: str | None, sampled: bool | None, source: str):
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"Context({self.trace_id}, {self.span_id}, {self.sampled}, {self.source})"
+
+
+def parse_traceparent(value: Any) -> Context | None:
+    if not isinstance(value, str):
+        return None
+    m = _TRACEPARENT.match(value.strip().lower())
+    if not m or m.group(1) == "ff" or m.group(2) == _ZERO_TRACE or m.group(3) == _ZERO_SPAN:
+        return None
+    return Context(m.group(2), m.group(3), bool(int(m.group(4), 16) & 1), "w3c")
+
+
+def parse_xray(value: Any) -> Context | None:
+    """``Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1``."""
+    if not isinstance(value, str):
+        return None
+    fields = dict(
+        part.strip().split("=", 1) for part in value.split(";") if "=" in part
+    )
+    root = fields.get("Root", "")
+    pieces = root.split("-")
+    if len(pieces) != 3 or pieces[0] != "1":
+        return None
+    trace_id = (pieces[1] + pieces[2]).lower()
+    if len(trace_id) != 32 or not all(c in "0123456789abcdef" for c in trace_id):
+        return None
+    parent = fields.get("Parent", "").lower()
+    span_id = parent if len(parent) == 16 and parent != _ZERO_SPAN else None
+    sampled = {"1": True, "0": False}.get(fields.get("Sampled", ""))
+    return Context(trace_id, span_id, sampled, "xray")
+
+
+def xray_header(env_header: str | None, trace_id: str, span_id: str, sampled: bool) -> str | None:
+    """The X-Ray header for an outgoing call from span ``span_id``.
+
+    Keeps the ``Root`` (and ``Lineage``, which AWS's recursive-loop detection relies on) of the
+    header the Lambda runtime set, replacing only ``Parent``; without one, the trace id is used
+    as the root when it can be one.
+    """
+    if env_header:
+        parts = [p.strip() for p in env_header.split(";") if p.strip()]
+        out = [p for p in parts if not p.startswith("Parent=")]
+        root_at = next((i for i, p in enumerate(out) if p.startswith("Root=")), None)
+        if root_at is None:
+            return None
+        out.insert(root_at + 1, f"Parent={span_id}")
+        return ";".join(out)
+    return f"Root=1-{trace_id[:8]}-{trace_id[8:]};Parent={span_id};Sampled={int(sampled)}"
+
+
+def _header(headers: Any, name: str) -> Any:
+    if not isinstance(headers, dict):
+        return None
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name:
+            if isinstance(value, list):
+                return value[0] if value else None
+            return value
+    return None
+
+
+def _sqs_attribute(record: dict[str, Any]) -> Any:
+    attrs = record.get("messageAttributes")
+    if isinstance(attrs, dict):
+        entry = attrs.get("traceparent")
+        if isinstance(entry, dict):
+            return entry.get("stringValue") or entry.get("StringValue")
+    # SNS delivered to SQS (raw delivery off): the body is the SNS notification.
+    body = record.get("body")
+    if isinstance(body, str) and body.startswith("{") and '"traceparent"' in body:
+        try:
+            note = json.loads(body)
+        except ValueError:
+            return None
+        return _sns_attribute(note)
+    return None
+
+
+def _sns_attribute(note: Any) -> Any:
+    if not isinstance(note, dict):
+        return None
+    attrs = note.get("MessageAttributes")
+    if isinstance(attrs, dict):
+        entry = attrs.get("traceparent")
+        if isinstance(entry, dict):
+            return entry.get("Value") or entry.get("StringValue")
+    return None
+
+
+def _record_context(record: dict[str, Any], source: str | None) -> Context | None:
+    if source == "aws:sqs":
+        ctx = parse_traceparent(_sqs_attribute(record))
+        if ctx is None:
+            attributes = record.get("attributes")
+            if isinstance(attributes, dict):
+                ctx = parse_xray(attributes.get("AWSTraceHeader"))
+        return ctx
+    if source == "aws:sns":
+        return parse_traceparent(_sns_attribute(record.get("Sns")))
+    return None
+
+
+def _record_age_ms(record: dict[str, Any], source: str | None, now_ms: float) -> float | None:
+    sent: Any = None
+    if source == "aws:sqs":
+        sent = (record.get("attributes") or {}).get("SentTimestamp")
+    elif source == "aws:kinesis":
+        sent = (record.get("kinesis") or {}).get("approximateArrivalTimestamp")
+        if sent is not None:
+            sent = float(sent) * 1000.0
+    elif source == "aws:dynamodb":
+        sent = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
+        if sent is not None:
+            sent = float(sent) * 1000.0
+    try:
+        return round(max(0.0, now_ms - float(sent)), 3) if sent is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def extract(
+    event: Any, environ: Any = None, now_ms: float | None = None
+) -> tuple[Context | None, list[dict[str, Any]], float | None]:
+    """The context to continue, the links to a batch's producers (each with the record's age),
+    and the age of the oldest record of a batch."""
+    env = os.environ if environ is None else environ
+    found: Context | None = None
+    links: list[dict[str, Any]] = []
+    oldest: float | None = None
+    if isinstance(event, dict):
+        found = parse_traceparent(_header(event.get("headers"), "traceparent"))
+        if found is None:
+            found = parse_traceparent(_header(event.get("multiValueHeaders"), "traceparent"))
+        records = event.get("Records")
+        if found is None and isinstance(records, list) and records:
+            now = time.time() * 1000.0 if now_ms is None else now_ms
+            contexts: list[Context] = []
+            for record in records:
+                if not isinstance(record, dict):
+                    continue
+                source = record.get("eventSource") or record.get("EventSource")
+                age = _record_age_ms(record, source, now)
+                if age is not None and (oldest is None or age > oldest):
+                    oldest = age
+                ctx = _record_context(record, source)
+                if ctx is None:
+                    continue
+                contexts.append(ctx)
+                if len(links) < MAX_LINKS:
+                    attributes: dict[str, Any] = {}
+                    message_id = record.get("messageId") or (record.get("Sns") or {}).get(
+                        "MessageId"
+                    )
+                    if message_id:
+                        attributes["messaging.message.id"] = str(message_id)
+                    if age is not None:
+                        attributes["lambdascope.message.age_ms"] = age
+                    links.append(
+                        {"trace_id": ctx.trace_id, "span_id": ctx.span_id,
+                         "attributes": attributes}
+                    )
+            # Continue the producers' trace when every record that carries one agrees.
+            if len({c.trace_id for c in contexts}) == 1:
+                w3c = [c for c in contexts if c.source == "w3c"]
+                found = (w3c or contexts)[0]
+    if found is None:
+        found = parse_xray(env.get("_X_AMZN_TRACE_ID"))
+    return found, links, oldest
+
+
+def propagators() -> frozenset[str]:
+    raw = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage")
+    return frozenset(p.strip().lower() for p in raw.split(",") if p.strip())
