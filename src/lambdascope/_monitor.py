@@ -200,7 +200,7 @@ def end(handle: Any, result: Any, exc: BaseException | None) -> None:
         report = build_report(inv, result, exc, end_wall, duration_ms)
         inv.agent_s += time.perf_counter() - t0
         report["agent"]["overhead"]["invocation_ms"] = round(inv.agent_s * 1000.0, 3)
-        inv.pipeline.deliver([report])
+        inv.pipeline.deliver([report], remaining_ms=inv.remaining_ms)
     except Exception as err:
         internal_error("end", err)
 
@@ -382,7 +382,9 @@ def after_restore() -> None:
         if S.sampler is not None:
             S.sampler.close()
             S.sampler = Sampler()
+        S.first_invocation = True  # a priming call before the snapshot does not count
         for pipeline in S.pipelines.values():
             pipeline.reset_connections()
+            pipeline.rebuild_redactor()
     except Exception as exc:
         internal_error("snapstart.after_restore", exc)

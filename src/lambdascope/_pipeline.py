@@ -9,7 +9,7 @@ from typing import Any
 
 from . import _coldstart
 from ._config import DEFAULT_REDACT, Config
-from ._guard import internal_error
+from ._guard import internal_error, log_once
 from ._redact import Redactor
 from ._report import dumps, function_info
 from .exporters import ExportResult, build
@@ -17,46 +17,97 @@ from .instrumentation._suppress import ALL
 from .instrumentation._suppress import LEVEL as SUPPRESS
 
 MAX_RETRY_QUEUE = 100
+#: Time kept back from the invocation's deadline when delivering before the handler returns.
+DEADLINE_MARGIN_MS = 50.0
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 60.0
+
+
+class _Lane:
+    """One exporter with its own queue of undelivered reports and its back-off."""
+
+    __slots__ = ("backoff_s", "exporter", "queue", "retry_at")
+
+    def __init__(self, exporter: Any) -> None:
+        self.exporter = exporter
+        self.queue: list[tuple[dict[str, Any], str]] = []
+        self.retry_at = 0.0
+        self.backoff_s = 0.0
 
 
 class Pipeline:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.exporters = build(config)
-        # No exporter of ours uses the network between invocations: the end-of-invocation
-        # network reading can serve as the next start.
-        self.reuse_net = not any(getattr(e, "network", True) for e in self.exporters)
         self.redactor = Redactor(DEFAULT_REDACT + tuple(config.redact))
         self.function = function_info(config.service)
         self.memory_limit_mb = self.function["memory_limit_mb"]
         self.init_type = _coldstart.normalise_init_type(
             os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")
         )
-        # Reports an exporter could not deliver, with that exporter, oldest first.
-        self.retry: list[tuple[Any, dict[str, Any], str]] = []
+        self.exporters = build(config)
         self.dropped_reports = 0
         self.last_flush_ms = 0.0
+        self._lanes: dict[int, _Lane] = {}
+
+    @property
+    def exporters(self) -> list[Any]:
+        return self._exporters
+
+    @exporters.setter
+    def exporters(self, value: list[Any]) -> None:
+        # Local exporters first: a slow collector must not hold back stdout or a file.
+        self._exporters = sorted(value, key=lambda e: bool(getattr(e, "network", True)))
+        # No exporter of ours uses the network between invocations: the end-of-invocation
+        # network reading can serve as the next start.
+        self.reuse_net = not any(getattr(e, "network", True) for e in self._exporters)
+
+    @property
+    def retry(self) -> list[tuple[Any, dict[str, Any], str]]:
+        """Undelivered reports, with the exporter each waits for."""
+        return [(lane.exporter, r, line) for lane in self._lanes.values() for r, line in lane.queue]
+
+    def _lane(self, exporter: Any) -> _Lane:
+        lane = self._lanes.get(id(exporter))
+        if lane is None or lane.exporter is not exporter:
+            lane = self._lanes[id(exporter)] = _Lane(exporter)
+        return lane
+
+    def rebuild_redactor(self) -> None:
+        """Read the environment's secrets again (after a SnapStart restore)."""
+        self.redactor = Redactor(DEFAULT_REDACT + tuple(self.config.redact))
 
     def serialise(self, report: dict[str, Any]) -> str:
         return self.redactor.text(dumps(report))
 
-    def deliver(self, reports: list[dict[str, Any]], timeout_ms: float | None = None) -> bool:
-        """Send ``reports`` (and earlier undelivered ones) to every exporter within the flush
-        budget. Returns True when everything was delivered. Never raises."""
+    def deliver(
+        self,
+        reports: list[dict[str, Any]],
+        timeout_ms: float | None = None,
+        remaining_ms: float | None = None,
+        ignore_backoff: bool = False,
+    ) -> bool:
+        """Send ``reports`` (then earlier undelivered ones) to every exporter within the flush
+        budget, and never past ``remaining_ms`` (the invocation's time left) minus a margin.
+        ``ignore_backoff`` tries exporters that recently failed too (an explicit ``flush()``).
+        Returns True when everything was delivered. Never raises."""
         t0 = time.perf_counter()
-        budget_s = (timeout_ms if timeout_ms is not None else self.config.flush_timeout_ms) / 1000.0
-        deadline = time.monotonic() + budget_s
+        budget_ms = self.config.flush_timeout_ms if timeout_ms is None else timeout_ms
+        if remaining_ms is not None:
+            budget_ms = min(budget_ms, remaining_ms - DEADLINE_MARGIN_MS)
+        deadline = time.monotonic() + budget_ms / 1000.0
         ok = True
         token = SUPPRESS.set(ALL)  # the agent's own calls are never traced
         try:
             lines = [self.serialise(r) for r in reports]
-            pending = self.retry
-            self.retry = []
-            for exporter, report, line in pending:
-                if not self._send(exporter, [report], [line], deadline):
+            lanes = [self._lane(e) for e in self._exporters]
+            if ignore_backoff:
+                for lane in lanes:
+                    lane.retry_at = 0.0
+            for lane in lanes:  # fresh reports first
+                if lines and not self._send(lane, reports, lines, deadline):
                     ok = False
-            for exporter in self.exporters:
-                if not self._send(exporter, reports, lines, deadline):
+            for lane in lanes:  # then what waited, oldest first, as one batch
+                if lane.queue and not self._drain(lane, deadline):
                     ok = False
         except Exception as exc:
             internal_error("deliver", exc)
@@ -66,31 +117,51 @@ class Pipeline:
         self.last_flush_ms = (time.perf_counter() - t0) * 1000.0
         return ok
 
-    def _send(
-        self, exporter: Any, reports: list[dict[str, Any]], lines: list[str], deadline: float
-    ) -> bool:
-        if not lines:
-            return True
-        remaining = deadline - time.monotonic()
-        result = ExportResult.RETRY
-        if remaining > 0:
-            try:
-                result = exporter.export(reports, lines, remaining)
-            except Exception as exc:
-                internal_error(f"exporter.{exporter.name}", exc)
-                result = ExportResult.RETRY
+    def _call(self, lane: _Lane, reports: list[Any], lines: list[str], deadline: float) -> Any:
+        now = time.monotonic()
+        if deadline - now <= 0 or now < lane.retry_at:
+            return ExportResult.RETRY
+        exporter = lane.exporter
+        try:
+            result = exporter.export(reports, lines, deadline - now)
+        except Exception as exc:
+            internal_error(f"exporter.{exporter.name}", exc)
+            result = ExportResult.RETRY
         if result is ExportResult.RETRY:
-            for report, line in zip(reports, lines):
-                self.retry.append((exporter, report, line))
-            overflow = len(self.retry) - MAX_RETRY_QUEUE
+            lane.backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, lane.backoff_s * 2))
+            lane.retry_at = time.monotonic() + lane.backoff_s
+        else:
+            lane.backoff_s, lane.retry_at = 0.0, 0.0
+        return result
+
+    def _send(
+        self, lane: _Lane, reports: list[dict[str, Any]], lines: list[str], deadline: float
+    ) -> bool:
+        if self._call(lane, reports, lines, deadline) is ExportResult.RETRY:
+            lane.queue.extend(zip(reports, lines))
+            overflow = len(lane.queue) - MAX_RETRY_QUEUE
             if overflow > 0:  # drop the oldest first, and count them
-                del self.retry[:overflow]
+                del lane.queue[:overflow]
                 self.dropped_reports += overflow
+                log_once(
+                    "retry-queue-full",
+                    "lambdascope: reports could not be delivered for a while; the oldest are "
+                    "being dropped (counted in dropped_reports)",
+                )
+            return False
+        return True
+
+    def _drain(self, lane: _Lane, deadline: float) -> bool:
+        queued = lane.queue
+        lane.queue = []
+        result = self._call(lane, [r for r, _ in queued], [line for _, line in queued], deadline)
+        if result is ExportResult.RETRY:
+            lane.queue = queued + lane.queue
             return False
         return True
 
     def reset_connections(self) -> None:
-        for exporter in self.exporters:
+        for exporter in self._exporters:
             try:
                 exporter.reset()
             except Exception as exc:
