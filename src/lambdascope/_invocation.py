@@ -67,7 +67,7 @@ class SpanRecord:
         if exc is not None:
             self.status = "error"
             self.attributes["exception.type"] = type(exc).__qualname__
-            self.attributes["exception.message"] = str(exc)[:1024]
+            self.attributes["exception.message"] = str(exc)[:4096]
 
     def as_dict(self) -> dict[str, Any]:
         duration = self.duration_ms

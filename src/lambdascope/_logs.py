@@ -33,6 +33,9 @@ class CaptureHandler(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None:
                 exc = record.exc_info[1]
                 message = f"{message} [{type(exc).__qualname__}: {exc}]"
+            pipeline = inv.pipeline
+            if pipeline is not None:  # scrubbed before it is cut, so no secret is cut in half
+                message = pipeline.redactor.scrub(message)
             entry = {
                 "timestamp_ms": round(record.created * 1000.0, 3),
                 "level": record.levelname,

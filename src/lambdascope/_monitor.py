@@ -220,7 +220,7 @@ def build_report(
     verdict = inv.verdict
     if status is None:
         status = "error" if exc is not None else "ok"
-    error = error_info(exc) if exc is not None else None
+    error = error_info(exc, scrub=pipeline.redactor.scrub) if exc is not None else None
 
     context = inv._context
     memory_limit_mb = pipeline.memory_limit_mb

@@ -52,10 +52,13 @@ def python_version() -> str:
     return PYTHON_VERSION
 
 
-def error_info(exc: BaseException, skip: int = 1) -> dict[str, Any]:
+def error_info(
+    exc: BaseException, skip: int = 1, scrub: Any = None
+) -> dict[str, Any]:
     """Type, message and stack of ``exc``: outermost call first, the raising frame last.
 
-    ``skip`` drops the agent's own wrapper frames at the top of the traceback.
+    ``skip`` drops the agent's own wrapper frames at the top of the traceback; ``scrub`` cleans
+    the message of secrets before it is cut to length.
     """
     cls = type(exc)
     module = cls.__module__
@@ -65,6 +68,8 @@ def error_info(exc: BaseException, skip: int = 1) -> dict[str, Any]:
         message = str(exc)
     except Exception:
         message = "<unprintable exception>"
+    if scrub is not None:
+        message = scrub(message)
     frames: list[dict[str, Any]] = []
     tb: TracebackType | None = exc.__traceback__
     while tb is not None and skip > 0 and tb.tb_next is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import functools
 import inspect
 import logging
@@ -553,3 +554,51 @@ class TestReportContent:
 class TestFlush:
     def test_flush_with_nothing_pending(self) -> None:
         assert lambdascope.flush() is True
+
+
+class TestSecretsInFreeText:
+    def test_log_lines_error_messages_and_events_are_scrubbed(
+        self, monkeypatch: pytest.MonkeyPatch, validate_report: Any
+    ) -> None:
+        monkeypatch.setenv("STRIPE_KEY", "sk_live_51HxYzAbCdEfGh")
+        monkeypatch.setenv("DB_PASSWORD", "hunter2hunter2")
+        log = logging.getLogger("app")
+
+        @lambdascope.monitor(capture_event=True)
+        def handler(event: Any, context: Any) -> None:
+            log.warning("GET https://b.s3.amazonaws.com/k?X-Amz-Signature=deadbeef&X-Amz-Credential=AKIAX")
+            log.warning("connecting to postgres://admin:pw-in-url@db:5432/app")
+            log.warning("headers: Authorization: Bearer eyJ.secret.jwt, password=pw-in-text")
+            log.warning("x" * 2040 + "hunter2hunter2")  # a secret across the length cut
+            raise RuntimeError("charge failed with key sk_live_51HxYzAbCdEfGh")
+
+        event = {
+            "rawQueryString": "code=oauth-code-123&state=s",
+            "queryStringParameters": {"code": "oauth-code-123"},
+            "body": '{"user": "bob", "password": "pw-in-body"}',
+        }
+        with capture_reports() as reports, pytest.raises(RuntimeError):
+            handler(event, fake_context())
+        report = validate_report(one(reports))
+        text = json.dumps(report)
+        for leaked in ("deadbeef", "AKIAX", "pw-in-url", "eyJ.secret.jwt", "pw-in-text",
+                       "hunter2", "sk_live_51HxYzAbCdEfGh", "oauth-code-123", "pw-in-body"):
+            assert leaked not in text, leaked
+        assert "bob" in report["event"]["body"]  # only the secret goes
+
+    def test_a_secret_reference_does_not_blank_out_the_report(
+        self, monkeypatch: pytest.MonkeyPatch, validate_report: Any
+    ) -> None:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
+        monkeypatch.setenv("DB_SECRET_NAME", "orders-api")  # names a secret, is not one
+        monkeypatch.setenv("SESSION_TABLE", "direct")
+
+        @lambdascope.monitor
+        def handler(event: Any, context: Any) -> None:
+            return None
+
+        with capture_reports() as reports:
+            handler({}, fake_context(function_name="orders-api"))
+        report = validate_report(one(reports))
+        assert report["function"]["name"] == "orders-api"
+        assert report["invocation"]["trigger"]["type"] == "direct"

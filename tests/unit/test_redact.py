@@ -154,7 +154,7 @@ def test_attributes_hide_sensitive_keys_and_scrub_urls() -> None:
         "url.full": "https://api.example.com/v1/orders?page=REDACTED&api_key=REDACTED",
         "http.url": "https://example.com/a?sig=REDACTED",
         "server.port": 443,
-        "note": "https://example.com/?q=kept because not a url.* key",
+        "note": "https://example.com/?q=REDACTED because not a url.* key",
     }
 
 
