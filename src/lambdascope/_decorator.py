@@ -9,7 +9,7 @@ from typing import Any, TypeVar, overload
 
 from . import _state
 from ._guard import internal_error
-from ._monitor import begin, end, register_snapstart
+from ._monitor import begin, end, hook_init_end, register_snapstart
 from ._tracing import is_async
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,8 +39,10 @@ def _wrap(handler: F, options: dict[str, Any]) -> F:
             return handler
         name = getattr(handler, "__qualname__", None) or getattr(handler, "__name__", "handler")
         S = _state.S
-        S.init_end = time.time()  # decoration is the last part of init the agent can see
+        if not S.init_end_exact:
+            S.init_end = time.time()  # decoration: the last part of init seen so far
         register_snapstart()
+        hook_init_end()
     except Exception as exc:
         internal_error("monitor.decorate", exc)
         return handler

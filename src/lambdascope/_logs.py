@@ -8,6 +8,9 @@ from ._guard import internal_error
 from ._invocation import CURRENT, MAX_LOGS, PARENT
 
 MAX_MESSAGE = 2048
+# Their DEBUG lines carry request and response bodies (secret values, decrypted parameters,
+# KMS plaintext): never captured.
+_BODY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore", "requests")
 
 
 class CaptureHandler(logging.Handler):
@@ -28,6 +31,8 @@ class CaptureHandler(logging.Handler):
                 return
             config = inv.config
             if (config is not None and not config.capture_logs) or len(inv.logs) >= MAX_LOGS:
+                return
+            if record.levelno < logging.INFO and record.name.split(".", 1)[0] in _BODY_LOGGERS:
                 return
             message = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:

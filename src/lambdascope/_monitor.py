@@ -253,9 +253,13 @@ def build_report(
             init_duration_ms = S.snapshot_init_ms
             since_restore_ms = round((inv.start_wall - S.restored_at) * 1000.0, 3)
         else:
-            # Up to the first invocation only when a caller waited for init (a cold start);
-            # otherwise the sandbox may have sat idle after init: stop at the decoration.
-            init_end = inv.start_wall if verdict.cold_start else S.init_end
+            # The runtime client's first request for an event, when it could be seen; else up
+            # to the first invocation when a caller waited for init (a cold start), and for a
+            # sandbox that may have sat idle after init, the decoration.
+            if S.init_end_exact or not verdict.cold_start:
+                init_end = S.init_end
+            else:
+                init_end = inv.start_wall
             init_duration_ms = round(max(0.0, (init_end - S.init_start()) * 1000.0), 3)
         overhead["init_ms"] = round(_state.import_ms + S.decorate_ms, 3)
         overhead["setup_ms"] = round(S.setup_ms, 3)
@@ -348,6 +352,51 @@ def build_report(
     if config.capture_event:
         report["event"] = inv.event
     return report
+
+
+# -- The end of init -----------------------------------------------------------------------
+
+_RUNTIME_CLIENTS = ("awslambdaric.lambda_runtime_client", "lambda_runtime_client")
+
+
+def hook_init_end() -> None:
+    """Catch the exact end of init: the runtime client's first request for an invocation.
+
+    The Lambda runtime interface client imports the handler's module, then asks the Runtime API
+    for the next event: that first call is where init ends. A one-shot wrapper on the client
+    class records it and puts the original back at once, so later invocations pay nothing.
+    Without the runtime client (tests, other runtimes) the decoration time stands in.
+    """
+    S = _state.S
+    if S.init_end_hooked:
+        return
+    for name in _RUNTIME_CLIENTS:
+        module = sys.modules.get(name)
+        client = getattr(module, "LambdaRuntimeClient", None) if module is not None else None
+        # The class that defines the method (a base class in recent runtime clients).
+        cls = next(
+            (k for k in getattr(client, "__mro__", ()) if "wait_next_invocation" in k.__dict__),
+            None,
+        )
+        if cls is None:
+            continue
+        original = cls.__dict__["wait_next_invocation"]
+
+        def first_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                if cls.__dict__.get("wait_next_invocation") is first_wait:
+                    cls.wait_next_invocation = original
+                state = _state.S
+                if state.first_invocation and state.restored_at is None:
+                    state.init_end = time.time()
+                    state.init_end_exact = True
+            except Exception as exc:
+                internal_error("init_end.hook", exc)
+            return original(self, *args, **kwargs)
+
+        cls.wait_next_invocation = first_wait
+        S.init_end_hooked = True
+        return
 
 
 # -- SnapStart ----------------------------------------------------------------------------

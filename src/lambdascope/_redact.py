@@ -101,7 +101,7 @@ class Redactor:
     def is_sensitive(self, key: str) -> bool:
         hit = self._cache.get(key)
         if hit is None:
-            hit = bool(self._re.search(key.lower()))
+            hit = key not in SAFE_KEYS and bool(self._re.search(key.lower()))
             if len(self._cache) < 4096:
                 self._cache[key] = hit
         return hit
@@ -154,6 +154,16 @@ class Redactor:
         return payload
 
 
+#: Attributes the instrumentations set that name a secret without holding it.
+SAFE_KEYS = frozenset(
+    (
+        "aws.secretsmanager.secret.id",
+        "aws.secretsmanager.secret.arn",
+        "aws.ssm.parameter.name",
+        "aws.ssm.parameter.names",
+        "aws.kms.key_id",
+    )
+)
 _URL_KEYS = frozenset(("url.full", "http.url", "url.original", "http.target", "url.path"))
 _QUERY_KEYS = frozenset(("url.query", "http.query"))
 _USERINFO = re.compile(r"([a-zA-Z][\w+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")

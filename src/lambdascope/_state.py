@@ -44,6 +44,8 @@ class State:
         self.process_start: float | None = None
         self.process_start_known = False
         self.init_end: float = now  # moved forward by each decoration (the end of init we see)
+        self.init_end_exact = False  # True once the runtime client's first wait was seen
+        self.init_end_hooked = False
         self.restored_at: float | None = None  # SnapStart restore time
         self.snapshot_init_ms: float | None = None  # init measured before the snapshot
         self.decorate_ms = 0.0
@@ -83,4 +85,5 @@ def reset() -> State:
     S.log_handler = old.log_handler
     S.otel_bridge = old.otel_bridge
     S.snapstart_hooked = old.snapstart_hooked
+    S.init_end_hooked = old.init_end_hooked
     return S

@@ -587,3 +587,19 @@ def test_proactive_init_after_idle_sandbox(idle_lambda: Any, validate_report: An
     assert inv["init_duration_ms"] <= init_s * 1000.0 + 50.0
     assert two["invocation"]["proactive_init"] is False
     assert two["invocation"]["cold_start"] is False
+
+
+def test_init_ends_when_the_runtime_asks_for_the_first_event(
+    sandboxes: Any, validate_report: Any
+) -> None:
+    """Code after the decorator (here a 1.2 s sleep) is init too: the end of init is taken
+    from the runtime client's first request for an event, not from the decoration."""
+    lam = sandboxes("slow_init.handler", env={"SLOW_INIT_S": "1.2"})
+    time.sleep(0.5)  # the sandbox idles a little before the request: not init
+    assert lam.invoke({}).ok
+    (report,) = lam.reports(1)
+    validate_report(report)
+    inv = report["invocation"]
+    assert inv["cold_start"] is True
+    init_s = lam.api.ready_at - lam.sandbox.started_at
+    assert 1200 <= inv["init_duration_ms"] <= init_s * 1000.0 + 50.0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import functools
 import inspect
+import json
 import logging
 from typing import Any
 

@@ -78,10 +78,18 @@ def _sns(params: dict[str, Any], attrs: dict[str, Any]) -> None:
         attrs["messaging.destination.name"] = arn.rsplit(":", 1)[-1]
 
 
+def lambda_function_name(value: str) -> str:
+    """The function's name from any form ``FunctionName`` takes: a name, ``name:qualifier``, a
+    partial ARN (``123456789012:function:name``) or a full ARN, qualified or not."""
+    if ":function:" in value:
+        value = value.split(":function:", 1)[1]
+    return value.split(":", 1)[0]
+
+
 def _lambda(params: dict[str, Any], attrs: dict[str, Any]) -> None:
     name = params.get("FunctionName")
     if isinstance(name, str):
-        attrs["faas.invoked_name"] = name.rsplit(":", 1)[-1] if name.startswith("arn:") else name
+        attrs["faas.invoked_name"] = lambda_function_name(name)
         attrs["faas.invoked_provider"] = "aws"
         if name.startswith("arn:"):
             attrs["aws.lambda.invoked_arn"] = name
