@@ -256,10 +256,8 @@ def build_report(
             # The runtime client's first request for an event, when it could be seen; else up
             # to the first invocation when a caller waited for init (a cold start), and for a
             # sandbox that may have sat idle after init, the decoration.
-            if S.init_end_exact or not verdict.cold_start:
-                init_end = S.init_end
-            else:
-                init_end = inv.start_wall
+            exact = S.init_end_exact or not verdict.cold_start
+            init_end = S.init_end if exact else inv.start_wall
             init_duration_ms = round(max(0.0, (init_end - S.init_start()) * 1000.0), 3)
         overhead["init_ms"] = round(_state.import_ms + S.decorate_ms, 3)
         overhead["setup_ms"] = round(S.setup_ms, 3)
@@ -382,21 +380,25 @@ def hook_init_end() -> None:
             continue
         original = cls.__dict__["wait_next_invocation"]
 
-        def first_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                if cls.__dict__.get("wait_next_invocation") is first_wait:
-                    cls.wait_next_invocation = original
-                state = _state.S
-                if state.first_invocation and state.restored_at is None:
-                    state.init_end = time.time()
-                    state.init_end_exact = True
-            except Exception as exc:
-                internal_error("init_end.hook", exc)
-            return original(self, *args, **kwargs)
-
-        cls.wait_next_invocation = first_wait
+        _install_first_wait(cls, original)
         S.init_end_hooked = True
         return
+
+
+def _install_first_wait(cls: Any, original: Any) -> None:
+    def first_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if cls.__dict__.get("wait_next_invocation") is first_wait:
+                cls.wait_next_invocation = original
+            state = _state.S
+            if state.first_invocation and state.restored_at is None:
+                state.init_end = time.time()
+                state.init_end_exact = True
+        except Exception as exc:
+            internal_error("init_end.hook", exc)
+        return original(self, *args, **kwargs)
+
+    cls.wait_next_invocation = first_wait
 
 
 # -- SnapStart ----------------------------------------------------------------------------

@@ -61,7 +61,9 @@ def test_with_powertools_logger_and_metrics(
 def test_with_sentry_serverless_function(order: str) -> None:
     import sentry_sdk
 
-    sentry_sdk.init(dsn=None)  # no transport: nothing leaves the test
+    # No transport (nothing leaves the test) and no integrations (they would patch botocore and
+    # the standard library for the rest of the test session).
+    sentry_sdk.init(dsn=None, default_integrations=False, auto_enabling_integrations=False)
     err = RuntimeError("boom")
 
     def handler(event: Any, context: Any) -> None:
