@@ -68,8 +68,16 @@ def _url(raw: Any) -> str | None:
     text = _str(raw)
     if text is None:
         return None
-    if not (text.startswith("http://") or text.startswith("https://")) or len(text) < 10:
-        raise ConfigError("an http:// or https:// URL")
+    from urllib.parse import urlsplit
+
+    expected = "an http:// or https:// URL with a host"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(expected) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(expected)
     return text.rstrip("/")
 
 

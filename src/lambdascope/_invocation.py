@@ -178,7 +178,7 @@ class Invocation:
     # -- recording -----------------------------------------------------------------------
     def add_span(self, record: SpanRecord) -> None:
         max_spans = self.config.max_spans if self.config is not None else 500
-        # The root span counts towards the cap.
+        # The root span counts towards the cap (with a cap of 0, no span is kept at all).
         if len(self.spans) + 1 < max_spans:
             self.spans.append(record)
         else:
@@ -195,48 +195,91 @@ def current() -> Invocation | None:
     return CURRENT.get()
 
 
+_UNIT_ALIASES = {u.lower(): u for u in UNITS}
+_UNIT_ALIASES.update(
+    {
+        "ms": "Milliseconds", "millisecond": "Milliseconds", "s": "Seconds", "sec": "Seconds",
+        "second": "Seconds", "us": "Microseconds", "µs": "Microseconds", "b": "Bytes",
+        "byte": "Bytes", "kb": "Kilobytes", "mb": "Megabytes", "gb": "Gigabytes", "%": "Percent",
+        "percentage": "Percent", "": "None",
+    }
+)  # fmt: skip
+
+
 def _number(value: Any) -> float | int:
     if isinstance(value, bool):
         raise ValueError("metric value must be a number, not a bool")
-    if isinstance(value, (int, float)):
-        number: float | int = value
+    if isinstance(value, int):
+        number: float | int = value if abs(value) <= 2**63 else _to_float(value)
+    elif isinstance(value, float):
+        number = value
     elif not isinstance(value, (str, bytes)) and hasattr(value, "__float__"):
-        number = float(value)  # Decimal, NumPy scalars, Fraction
+        number = _to_float(value)  # Decimal, NumPy scalars, Fraction
     else:
         raise ValueError(f"metric value must be a number, got {type(value).__name__}")
     if isinstance(number, float) and not math.isfinite(number):
         raise ValueError(f"metric value must be finite, got {number!r}")
-    if isinstance(number, int) and abs(number) > 2**63:
-        number = float(number)
     return number
+
+
+def _to_float(value: Any) -> float:
+    try:
+        return float(value)
+    except Exception as exc:  # OverflowError for 10**400, whatever a custom __float__ raises
+        raise ValueError(f"metric value cannot be used as a number: {exc}") from None
+
+
+def _unit(unit: Any) -> str:
+    if unit in UNITS:
+        return str(unit)
+    found = _UNIT_ALIASES.get(str(unit).strip().lower()) if isinstance(unit, str) else None
+    if found is None:
+        from ._guard import log_once
+
+        log_once(
+            f"metric-unit:{unit!r}",
+            "lambdascope: unknown metric unit %r; using None (CloudWatch units: Count, "
+            "Milliseconds, Bytes, Percent, ...)",
+            unit,
+        )
+        return "None"
+    return found
+
+
+def _single_active() -> Invocation | None:
+    """The one invocation in flight, for calls from threads that did not inherit its context."""
+    active = _state.S.active
+    if len(active) == 1:
+        for inv in active.values():
+            return inv  # type: ignore[no-any-return]
+    return None
 
 
 def metric(name: str, value: float, unit: str = "None", **dimensions: Any) -> None:
     """Record a custom metric in the current invocation (or the next one, outside one).
 
-    Raises ``ValueError`` for an empty name, a value that is not a finite number, an unknown
-    CloudWatch unit or more than 30 dimensions.
+    Raises ``ValueError`` for an empty name or a value that is not a finite number. An unknown
+    unit is logged once and recorded as ``None`` (common spellings such as ``ms`` or ``count``
+    are understood); names are cut at 255 characters and dimensions at 30, as CloudWatch
+    requires.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("metric name must be a non-empty string")
-    if len(name) > 255:
-        raise ValueError("metric name must be at most 255 characters")
     number = _number(value)
-    if unit not in UNITS:
-        raise ValueError(
-            f"unknown metric unit {unit!r}: use a CloudWatch unit such as "
-            "Count, Milliseconds, Bytes or Percent"
-        )
     if len(dimensions) > 30:
-        raise ValueError("a metric may have at most 30 dimensions")
+        from ._guard import log_once
+
+        log_once("metric-dimensions", "lambdascope: a metric has more than 30 dimensions; "
+                 "the first 30 are kept")
+        dimensions = dict(list(dimensions.items())[:30])
     record = {
-        "name": name,
+        "name": name[:255],
         "value": number,
-        "unit": unit,
+        "unit": _unit(unit),
         "dimensions": {k: v if isinstance(v, str) else str(v) for k, v in dimensions.items()},
         "timestamp_ms": round(time.time() * 1000.0, 3),
     }
-    inv = CURRENT.get()
+    inv = CURRENT.get() or _single_active()
     target = inv.metrics if inv is not None else _state.S.pending_metrics
     if len(target) < MAX_METRICS:
         target.append(record)
@@ -244,9 +287,9 @@ def metric(name: str, value: float, unit: str = "None", **dimensions: Any) -> No
 
 def label(*names: str) -> None:
     """Tag the current invocation (or the next one, outside one)."""
-    inv = CURRENT.get()
+    inv = CURRENT.get() or _single_active()
     target = inv.labels if inv is not None else _state.S.pending_labels
     for name in names:
-        text = name if isinstance(name, str) else str(name)
+        text = (name if isinstance(name, str) else str(name))[:200]
         if text and text not in target and len(target) < MAX_LABELS:
-            target.append(text[:200])
+            target.append(text)

@@ -85,8 +85,16 @@ def _bridge_otel() -> None:
             internal_error("otel.bridge", exc)
 
 
+def _safe_attr(obj: Any, name: str) -> Any:
+    """An attribute of the user's context object; whatever reading it raises counts as absent."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
 def _request_id(context: Any) -> str:
-    rid = getattr(context, "aws_request_id", None)
+    rid = _safe_attr(context, "aws_request_id")
     if isinstance(rid, str) and rid:
         return rid
     h = _ids.new_trace_id()
@@ -149,9 +157,11 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
             if remote is not None:
                 attrs["lambdascope.parent.format"] = remote.source
             if trigger.type in _HTTP_TRIGGERS and isinstance(event, dict):
+                request_context = event.get("requestContext")
+                http = request_context.get("http") if isinstance(request_context, dict) else None
                 method = event.get("httpMethod") or (
-                    (event.get("requestContext") or {}).get("http") or {}
-                ).get("method")
+                    http.get("method") if isinstance(http, dict) else None
+                )
                 path = event.get("rawPath") or event.get("path")
                 if method:
                     attrs["http.request.method"] = str(method)
@@ -226,7 +236,7 @@ def build_report(
     memory_limit_mb = pipeline.memory_limit_mb
     if memory_limit_mb is None:  # outside Lambda's environment: the context may know
         try:
-            memory_limit_mb = int(getattr(context, "memory_limit_in_mb", 0) or 0) or None
+            memory_limit_mb = int(_safe_attr(context, "memory_limit_in_mb") or 0) or None
         except (TypeError, ValueError):
             memory_limit_mb = None
 
@@ -269,16 +279,16 @@ def build_report(
 
     function = dict(pipeline.function)
     function["memory_limit_mb"] = memory_limit_mb
-    arn = getattr(context, "invoked_function_arn", None)
+    arn = _safe_attr(context, "invoked_function_arn")
     function["arn"] = arn if isinstance(arn, str) else None
     if function["region"] is None and function["arn"] and function["arn"].count(":") >= 4:
         function["region"] = function["arn"].split(":")[3] or None
     if function["name"] is None:
-        function["name"] = getattr(context, "function_name", None) or (
+        function["name"] = _safe_attr(context, "function_name") or (
             inv.root.name if inv.root is not None else None
         )
         function["service"] = function["service"] or function["name"]
-    tenant = getattr(context, "tenant_id", None)
+    tenant = _safe_attr(context, "tenant_id")
 
     spans: list[dict[str, Any]] = []
     root = inv.root
@@ -292,7 +302,10 @@ def build_report(
         root_dict = root.as_dict()
         if inv.links:
             root_dict["links"] = inv.links
-        spans.append(root_dict)
+        if config.max_spans > 0:
+            spans.append(root_dict)
+        else:
+            inv.dropped_spans += 1
         children = sorted(inv.spans, key=lambda s: s.start_ms)
         for record in children:
             record.attributes = pipeline.redactor.attributes(record.attributes)

@@ -315,7 +315,7 @@ class TestMetricsAndLabels:
             (("m", True), "bool"),
             (("m", float("nan")), "finite"),
             (("m", float("inf")), "finite"),
-            (("m", 1, "Parsecs"), "unit"),
+            (("m", 10**400), "number"),
         ],
     )
     def test_bad_metric_input_raises_value_error(self, args: tuple, fragment: str) -> None:
@@ -346,6 +346,54 @@ class TestMetricsAndLabels:
         with capture_reports() as reports:
             handler({}, fake_context())
         assert one(reports)["labels"] == ["beta-user", "eu"]
+
+    def test_unit_spellings_understood_and_unknown_units_never_raise(self, caplog: Any) -> None:
+        @lambdascope.monitor
+        def handler(event: Any, context: Any) -> None:
+            lambdascope.metric("a", 1, "ms")
+            lambdascope.metric("b", 1, "count")
+            lambdascope.metric("c", 1, "Parsecs")
+            lambdascope.metric("d", 1, "Parsecs")
+
+        with caplog.at_level(logging.WARNING, logger="lambdascope"), capture_reports() as reports:
+            handler({}, fake_context())
+        units = [m["unit"] for m in one(reports)["metrics"]]
+        assert units == ["Milliseconds", "Count", "None", "None"]
+        assert len([r for r in caplog.records if "Parsecs" in r.getMessage()]) == 1
+
+    def test_value_whose_float_conversion_fails_is_a_value_error(self) -> None:
+        class Odd:
+            def __float__(self) -> float:
+                raise RuntimeError("no")
+
+        with pytest.raises(ValueError, match="number"):
+            lambdascope.metric("m", Odd())
+
+    def test_metrics_from_a_worker_thread_reach_the_invocation(self) -> None:
+        import threading
+
+        @lambdascope.monitor
+        def handler(event: Any, context: Any) -> None:
+            t = threading.Thread(target=lambda: (lambdascope.metric("from_thread", 1),
+                                                 lambdascope.label("threaded")))
+            t.start()
+            t.join()
+
+        with capture_reports() as reports:
+            handler({}, fake_context())
+            handler({}, fake_context())
+        assert [m["name"] for m in reports[0]["metrics"]] == ["from_thread"]
+        assert reports[0]["labels"] == ["threaded"]
+        assert [m["name"] for m in reports[1]["metrics"]] == ["from_thread"]
+
+    def test_long_labels_are_cut_then_deduplicated(self, validate_report: Any) -> None:
+        @lambdascope.monitor
+        def handler(event: Any, context: Any) -> None:
+            lambdascope.label("x" * 300, "x" * 250)
+
+        with capture_reports() as reports:
+            handler({}, fake_context())
+        assert validate_report(one(reports))["labels"] == ["x" * 200]
 
     def test_decimal_value_accepted(self) -> None:
         from decimal import Decimal

@@ -176,3 +176,65 @@ def test_snapstart_hook_never_raises(monkeypatch: Any) -> None:
 
     monkeypatch.setattr(_monitor._ids, "reseed", raising)
     _monitor.after_restore()  # must not raise into the runtime
+
+
+def test_event_and_context_of_odd_shapes_still_report(caplog: Any) -> None:
+    class Context:
+        aws_request_id = "odd-1"
+
+        @property
+        def invoked_function_arn(self) -> str:
+            raise RuntimeError("no arn here")
+
+    @lambdascope.monitor
+    def handler(event: Any, context: Any) -> str:
+        return "ok"
+
+    event = {"version": "2.0", "requestContext": {"http": "not-a-dict"}, "rawPath": "/x"}
+    with capture_reports() as reports:
+        assert handler(event, Context()) == "ok"
+    assert len(reports) == 1
+    assert reports[0]["function"]["arn"] is None
+
+
+def test_bad_collector_url_is_a_config_error_not_a_silent_loss(caplog: Any) -> None:
+    @lambdascope.monitor(collector_url="http://:8080/x")
+    def handler(event: Any, context: Any) -> int:
+        return 1
+
+    with caplog.at_level(logging.WARNING, logger="lambdascope"):
+        assert handler({}, fake_context()) == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "lambdascope"]
+    assert any("collector_url" in line and "with a host" in line for line in lines), lines
+
+
+def test_unwritable_report_file_is_said_once_and_not_retried(
+    tmp_path: Any, caplog: Any, capsys: Any
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+
+    @lambdascope.monitor(exporters="file,stdout", file=str(blocker / "reports.jsonl"))
+    def handler(event: Any, context: Any) -> int:
+        return 1
+
+    with caplog.at_level(logging.WARNING, logger="lambdascope"):
+        for _ in range(3):
+            assert handler({}, fake_context()) == 1
+    said = [r for r in caplog.records if "cannot write reports" in r.getMessage()]
+    assert len(said) == 1
+    (pipeline,) = _state.S.pipelines.values()
+    assert pipeline.retry == []  # nothing piles up to be retried on every invocation
+    assert capsys.readouterr().out.count('"schema":"lambdascope/1"') == 3
+
+
+def test_max_spans_zero_keeps_no_span(validate_report: Any) -> None:
+    @lambdascope.monitor(max_spans=0)
+    def handler(event: Any, context: Any) -> None:
+        with lambdascope.span("x"):
+            pass
+
+    with capture_reports() as reports:
+        handler({}, fake_context())
+    report = validate_report(reports[0])
+    assert report["spans"] == [] and report["dropped_spans"] == 2

@@ -41,24 +41,32 @@ def build(config: Any) -> list[Exporter]:
     if muted:
         return list(extra)
     for name in config.exporters:
-        if name == "stdout":
-            from .stdout import StdoutExporter
+        try:
+            if name == "stdout":
+                from .stdout import StdoutExporter
 
-            out.append(StdoutExporter())
-        elif name == "file":
-            from .file import FileExporter
+                out.append(StdoutExporter())
+            elif name == "file":
+                from .file import FileExporter
 
-            out.append(FileExporter(config.file))
-        elif name == "http":
-            from .http import HttpExporter
+                out.append(FileExporter(config.file))
+            elif name == "http":
+                from .http import HttpExporter
 
-            out.append(HttpExporter(config.collector_url, config.token))
-        else:
+                out.append(HttpExporter(config.collector_url, config.token))
+            else:
+                log_once(
+                    "exporter-unavailable:" + name,
+                    "lambdascope: the %r exporter is not available in this version; "
+                    "reports go to the other exporters",
+                    name,
+                )
+        except Exception as exc:  # one exporter that cannot be built never stops the others
             log_once(
-                "exporter-unavailable:" + name,
-                "lambdascope: the %r exporter is not available in this version; "
-                "reports go to the other exporters",
+                "exporter-build:" + name,
+                "lambdascope: the %r exporter cannot be used (%s); reports go to the others",
                 name,
+                exc,
             )
     if not out:
         from .stdout import StdoutExporter

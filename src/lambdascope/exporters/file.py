@@ -8,10 +8,15 @@ owner.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 from . import ExportResult
+
+_PERMANENT = {
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.EEXIST
+}
 
 
 class FileExporter:
@@ -38,7 +43,20 @@ class FileExporter:
         self, reports: list[dict[str, Any]], lines: list[str], timeout_s: float
     ) -> ExportResult:
         data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
-        fd = self._open()
+        try:
+            fd = self._open()
+        except OSError as exc:
+            if exc.errno in _PERMANENT:  # retrying cannot help: say so once, drop the report
+                from .._guard import log_once
+
+                log_once(
+                    "file-exporter-path",
+                    "lambdascope: cannot write reports to %s (%s); the file exporter is off",
+                    self.path,
+                    exc.strerror or exc,
+                )
+                return ExportResult.REJECTED
+            raise
         written = os.write(fd, data)
         while written < len(data):  # a regular file takes it whole; be thorough anyway
             written += os.write(fd, data[written:])
