@@ -158,6 +158,68 @@ class TestHttpExporter:
         elapsed = time.perf_counter() - t0
         assert elapsed < 1.0, f"a flush waited {elapsed:.2f}s past its 200 ms budget"
 
+    def test_trickling_collector_cannot_hold_the_invocation(self) -> None:
+        """A collector that sends its answer one byte at a time: each read would be quick, but
+        the whole delivery must still end with its budget."""
+        import socket
+
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        stop = threading.Event()
+
+        def trickle() -> None:
+            while not stop.is_set():
+                try:
+                    server.settimeout(0.2)
+                    conn, _ = server.accept()
+                except OSError:
+                    continue
+                conn.recv(65536)
+                for byte in b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n":
+                    if stop.wait(0.05):
+                        break
+                    try:
+                        conn.send(bytes([byte]))
+                    except OSError:
+                        break
+                conn.close()
+
+        thread = threading.Thread(target=trickle, daemon=True)
+        thread.start()
+        try:
+            port = server.getsockname()[1]
+            handler = monitored(collector_url=f"http://127.0.0.1:{port}", flush_timeout_ms=300)
+            t0 = time.perf_counter()
+            assert handler({}, fake_context()) == "ok"
+            assert time.perf_counter() - t0 < 0.6
+        finally:
+            stop.set()
+            thread.join(2)
+            server.close()
+
+    def test_delivery_never_outlasts_the_invocations_deadline(self, collector: Collector) -> None:
+        collector.delay_s = 2.0
+        handler = monitored(collector_url=collector.url, flush_timeout_ms=5000)
+        t0 = time.perf_counter()
+        assert handler({}, fake_context(timeout_s=0.4)) == "ok"
+        assert time.perf_counter() - t0 < 0.4  # Lambda would have killed it at 0.4 s
+
+    def test_a_hanging_collector_does_not_starve_stdout(
+        self, collector: Collector, capsys: Any
+    ) -> None:
+        collector.delay_s = 1.0
+        handler = monitored(exporters="http,stdout", collector_url=collector.url,
+                            flush_timeout_ms=200)
+        durations = []
+        for _ in range(4):
+            t0 = time.perf_counter()
+            handler({}, fake_context())
+            durations.append(time.perf_counter() - t0)
+        out = capsys.readouterr().out
+        assert out.count('"schema":"lambdascope/1"') == 4  # every report reached stdout
+        assert max(durations[1:]) < 0.1  # after one failure the collector is backed off
+
     def test_collector_down_does_not_break_handler(self) -> None:
         handler = monitored(collector_url="http://127.0.0.1:9", flush_timeout_ms=300)
         assert handler({"ret": {"a": 1}}, fake_context()) == {"a": 1}
@@ -172,7 +234,7 @@ def _append_reports(path: str, n: int) -> None:
 
     @lambdascope.monitor
     def handler(event: Any, context: Any) -> None:
-        lambdascope.label("x" * 3000)  # lines well past PIPE_BUF
+        lambdascope.label(*[f"{i}-" + "x" * 190 for i in range(40)])  # lines well past PIPE_BUF
 
     for _ in range(n):
         handler({}, fake_context())
@@ -202,6 +264,7 @@ class TestFileExporter:
         with open(path) as fh:
             lines = fh.read().splitlines()
         assert len(lines) == 160
+        assert min(len(line) for line in lines) > 8192
         ids = {json.loads(line)["invocation"]["request_id"] for line in lines}
         assert len(ids) == 160
 
