@@ -84,6 +84,9 @@ def instrument(names: Iterable[str] | None = None) -> None:
 def uninstrument() -> None:
     """Remove every instrumentation applied, restoring the original functions exactly."""
     with _lock:
+        from . import _http
+
+        _http.clear_exclusions()
         while _applied:
             name = _applied.pop()
             try:

@@ -44,10 +44,40 @@ def _old_names() -> bool:
 OLD_NAMES = _old_names()
 
 
+def _propagation_formats() -> tuple[bool, bool]:
+    from .._propagation import propagators
+
+    chosen = propagators()
+    return "tracecontext" in chosen, "xray" in chosen
+
+
+INJECT_W3C, INJECT_XRAY = _propagation_formats()
+
+
+def outgoing_headers(inv: Any, span_id: str) -> dict[str, str]:
+    """The trace headers an outgoing HTTP call from span ``span_id`` carries, as
+    ``OTEL_PROPAGATORS`` asks (``traceparent`` by default; X-Ray with ``xray``)."""
+    out: dict[str, str] = {}
+    if INJECT_W3C:
+        out["traceparent"] = f"00-{inv.trace_id}-{span_id}-{'01' if inv.sampled else '00'}"
+    if INJECT_XRAY:
+        from .._propagation import xray_header
+
+        header = xray_header(os.environ.get("_X_AMZN_TRACE_ID"), inv.trace_id, span_id,
+                             inv.sampled)
+        if header:
+            out["X-Amzn-Trace-Id"] = header
+    return out
+
+
 def exclude(host: str | None, port: int | None) -> None:
     """Never trace calls to ``host:port`` (the collector, the OTLP endpoint, the Runtime API)."""
     if host:
         _EXCLUDED.add((host.lower(), int(port or 0)))
+
+
+def clear_exclusions() -> None:
+    _EXCLUDED.clear()
 
 
 def exclude_url(url: str | None) -> None:

@@ -10,11 +10,17 @@ values are never read.
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any
 
+from .._propagation import MAX_MESSAGE_ATTRIBUTES, propagators, xray_header
 from . import _http, _spans, _suppress
 from ._base import Instrumentor
+from ._spans import traceparent
+
+#: Services whose calls carry the trace context on to a consumer.
+_CARRIERS = frozenset(("sqs", "sns", "events"))
 
 
 def _s3(params: dict[str, Any], attrs: dict[str, Any]) -> None:
@@ -166,6 +172,75 @@ EXTRACTORS = {
 }
 
 
+def _add_attribute(attributes: Any, value: str, shape: str) -> tuple[Any, bool]:
+    """A copy of ``attributes`` with ``traceparent``; (attributes, False) when there is no room
+    (the services take at most 10 message attributes) or the caller set one already."""
+    attributes = dict(attributes) if isinstance(attributes, dict) else {}
+    if "traceparent" in attributes:
+        return attributes, True
+    if len(attributes) >= MAX_MESSAGE_ATTRIBUTES:
+        return attributes, False
+    attributes["traceparent"] = {"DataType": "String", shape: value}
+    return attributes, True
+
+
+def inject(service: str, operation: str, params: Any, inv: Any, span_id: str) -> tuple[Any, int]:
+    """``params`` with the trace context added where the operation carries it to a consumer.
+
+    Returns the (copied, never mutated) parameters and how many messages had no room for it.
+    """
+    if not isinstance(params, dict):
+        return params, 0
+    value = traceparent(inv, span_id)
+    skipped = 0
+    if service == "sqs" and operation == "SendMessage":
+        params = dict(params)
+        params["MessageAttributes"], ok = _add_attribute(
+            params.get("MessageAttributes"), value, "StringValue"
+        )
+        skipped += not ok
+    elif service == "sqs" and operation == "SendMessageBatch":
+        params = dict(params)
+        entries = []
+        for entry in params.get("Entries") or []:
+            entry = dict(entry)
+            entry["MessageAttributes"], ok = _add_attribute(
+                entry.get("MessageAttributes"), value, "StringValue"
+            )
+            skipped += not ok
+            entries.append(entry)
+        params["Entries"] = entries
+    elif service == "sns" and operation == "Publish":
+        params = dict(params)
+        params["MessageAttributes"], ok = _add_attribute(
+            params.get("MessageAttributes"), value, "StringValue"
+        )
+        skipped += not ok
+    elif service == "sns" and operation == "PublishBatch":
+        params = dict(params)
+        entries = []
+        for entry in params.get("PublishBatchRequestEntries") or []:
+            entry = dict(entry)
+            entry["MessageAttributes"], ok = _add_attribute(
+                entry.get("MessageAttributes"), value, "StringValue"
+            )
+            skipped += not ok
+            entries.append(entry)
+        params["PublishBatchRequestEntries"] = entries
+    elif service == "events" and operation == "PutEvents":
+        # EventBridge entries carry no message attributes: the X-Ray TraceHeader is their
+        # trace context.
+        header = xray_header(os.environ.get("_X_AMZN_TRACE_ID"), inv.trace_id, span_id,
+                             inv.sampled)
+        params = dict(params)
+        params["Entries"] = [
+            dict(entry, TraceHeader=header) if "TraceHeader" not in entry else entry
+            for entry in params.get("Entries") or []
+            if isinstance(entry, dict)
+        ]
+    return params, skipped
+
+
 class BotocoreInstrumentor(Instrumentor):
     name = "botocore"
     modules = ("botocore.client",)
@@ -193,6 +268,20 @@ class BotocoreInstrumentor(Instrumentor):
             if extract is not None and isinstance(params, dict):
                 extract(params, attrs)
             handle = _spans.start(f"{service_id}.{operation}", attrs)
+            if handle is not None:
+                if model.service_name in _CARRIERS and "tracecontext" in propagators():
+                    params, skipped = inject(
+                        model.service_name, operation, params, handle[0], handle[1].span_id
+                    )
+                    if skipped:
+                        attrs["lambdascope.propagation.skipped"] = skipped
+                    if len(args) > 1:
+                        args = (args[0], params, *args[2:])
+                    else:
+                        kwargs = dict(kwargs, api_params=params)
+                if not getattr(instance, "_lambdascope_hooked", False):
+                    instance.meta.events.register("before-send", self._before_send)
+                    instance._lambdascope_hooked = True
         except Exception as exc:
             from .._guard import internal_error
 
@@ -227,6 +316,31 @@ class BotocoreInstrumentor(Instrumentor):
                 error = False
         _spans.finish(handle, error=error)
         return result
+
+
+    def _before_send(self, request: Any = None, **kwargs: Any) -> None:
+        """Carry the call's own span as the X-Ray ``Parent``, keeping the ``Root`` and
+        ``Lineage`` the Lambda runtime set (recursive-loop detection relies on them). The
+        header is not signed by SigV4, so it can change after signing."""
+        if not self.enabled or request is None:
+            return
+        try:
+            record = _http.ACTIVE.get()
+            env_header = os.environ.get("_X_AMZN_TRACE_ID")
+            if record is None or not env_header:
+                return
+            from .._invocation import CURRENT
+
+            inv = CURRENT.get()
+            if inv is None:
+                return
+            header = xray_header(env_header, inv.trace_id, record.span_id, inv.sampled)
+            if header:
+                request.headers["X-Amzn-Trace-Id"] = header
+        except Exception as exc:
+            from .._guard import internal_error
+
+            internal_error("botocore.before_send", exc)
 
 
 def _response_attrs(record: Any, response: dict[str, Any]) -> bool:

@@ -17,6 +17,7 @@ from . import _http, _spans, _suppress
 from ._base import Instrumentor
 
 _ATTR = "_lambdascope_span"
+_SET = "_lambdascope_headers_set"  # header names the caller set on the request in progress
 
 
 def _target(instance: Any) -> Any:
@@ -36,18 +37,25 @@ class HttpClientInstrumentor(Instrumentor):
     def patch(self, module_name: str, module: ModuleType) -> None:
         import socket
 
-        self.wrap(module.HTTPConnection, "request", self._request)
+        # request() goes through putrequest/putheader/endheaders, and so do callers that build
+        # requests by hand (xmlrpc.client, older SDKs): wrapping those covers both.
+        self.wrap(module.HTTPConnection, "putrequest", self._putrequest)
+        self.wrap(module.HTTPConnection, "putheader", self._putheader)
+        self.wrap(module.HTTPConnection, "endheaders", self._endheaders)
         self.wrap(module.HTTPConnection, "getresponse", self._getresponse)
         self.wrap(module.HTTPConnection, "connect", self._connect)
         self.wrap(module.HTTPSConnection, "connect", self._connect_tls)
         self.wrap(socket, "getaddrinfo", self._getaddrinfo)
 
     # -- spans ----------------------------------------------------------------------------
-    def _request(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    def _putrequest(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        result = wrapped(*args, **kwargs)
         if not (self.enabled and self.spans) or _suppress.LEVEL.get():
-            return wrapped(*args, **kwargs)
-        handle = None
+            return result
         try:
+            stale = instance.__dict__.pop(_ATTR, None)
+            if stale is not None:  # a request that never got its response
+                _spans.finish(stale, error=True)
             host, port = instance.host, instance.port
             if not _http.is_excluded(host, port):
                 method = _http.method_name(args[0] if args else kwargs.get("method", "GET"))
@@ -56,22 +64,42 @@ class HttpClientInstrumentor(Instrumentor):
                 url = _http.build_url(scheme, host, port, str(target))
                 handle = _spans.start(method, _http.request_attributes(method, url, host, port))
                 if handle is not None:
-                    inv, record = handle
-                    args, kwargs = _inject(args, kwargs, _spans.traceparent(inv, record.span_id))
-                    setattr(instance, _ATTR, handle)
+                    instance.__dict__[_ATTR] = handle
+                    instance.__dict__[_SET] = set()
         except Exception as exc:
             from .._guard import internal_error
 
-            internal_error("http.client.request", exc)
-            handle = None
-        if handle is None:
+            internal_error("http.client.putrequest", exc)
+        return result
+
+    def _putheader(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        seen = instance.__dict__.get(_SET)
+        if seen is not None and args:
+            name = args[0].decode("latin-1") if isinstance(args[0], bytes) else str(args[0])
+            seen.add(name.lower())
+        return wrapped(*args, **kwargs)
+
+    def _endheaders(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        handle = instance.__dict__.get(_ATTR)
+        if handle is None or not self.enabled:
             return wrapped(*args, **kwargs)
+        try:
+            seen = instance.__dict__.pop(_SET, set())
+            put = getattr(instance.putheader, "__wrapped__", instance.putheader)
+            for name, value in _http.outgoing_headers(handle[0], handle[1].span_id).items():
+                if name.lower() not in seen:
+                    put(name, value)
+        except Exception as exc:
+            from .._guard import internal_error
+
+            internal_error("http.client.endheaders", exc)
+        # Sending connects (lazily): DNS, TCP and TLS times go to this span.
         token = _http.ACTIVE.set(handle[1]) if _http.ACTIVE.get() is None else None
         try:
             return wrapped(*args, **kwargs)
         except BaseException as exc:
-            if getattr(instance, _ATTR, None) is handle:
-                delattr(instance, _ATTR)
+            if instance.__dict__.get(_ATTR) is handle:
+                del instance.__dict__[_ATTR]
                 _http.set_error(handle[1], exc)
                 _spans.finish(handle, exc)
             raise
@@ -155,19 +183,3 @@ def _is_tls(instance: Any) -> bool:
     return isinstance(instance, http.client.HTTPSConnection) or getattr(
         instance, "scheme", None
     ) == "https"
-
-
-def _inject(args: Any, kwargs: Any, value: str) -> tuple[Any, Any]:
-    """``request(method, url, body=None, headers={}, ...)``: add ``traceparent`` unless set."""
-    args = list(args)
-    if len(args) > 3:
-        headers = dict(args[3] or {})
-        if not any(str(k).lower() == "traceparent" for k in headers):
-            headers["traceparent"] = value
-        args[3] = headers
-    else:
-        headers = dict(kwargs.get("headers") or {})
-        if not any(str(k).lower() == "traceparent" for k in headers):
-            headers["traceparent"] = value
-        kwargs = dict(kwargs, headers=headers)
-    return tuple(args), kwargs

@@ -35,9 +35,9 @@ class _Trace:
         attrs = self.record.attributes
         if phase == "started":
             self.started[prefix] = now
-            if prefix.endswith("receive_response_headers"):
-                self.sent_at = now
         elif phase in ("complete", "failed"):
+            if prefix.endswith("send_request_body"):
+                self.sent_at = now  # the response is waited for from here
             began = self.started.pop(prefix, None)
             if began is None:
                 return
@@ -47,7 +47,8 @@ class _Trace:
                 attrs[key] = round(attrs.get(key, 0.0) + ms, 3)
                 attrs[_http.NEW_CONNECTION] = True
             elif prefix.endswith("receive_response_headers"):
-                attrs[_http.TTFB_MS] = round(ms, 3)
+                since = self.sent_at if self.sent_at is not None else began
+                attrs[_http.TTFB_MS] = round((now - since) * 1000.0, 3)
 
     def __call__(self, name: str, info: dict[str, Any]) -> None:
         self.note(name)
@@ -86,16 +87,36 @@ class HttpxInstrumentor(Instrumentor):
             handle = _spans.start(method, _http.request_attributes(method, str(url), host, port))
             if handle is None:
                 return None
-            if "traceparent" not in request.headers:
-                request.headers["traceparent"] = _spans.traceparent(handle[0], handle[1].span_id)
             extensions = request.extensions
-            extensions["trace"] = trace_cls(handle[1], extensions.get("trace"))
-            return handle
+            # A request object sent again keeps what we injected last time: replace that, but
+            # never a header the caller set.
+            ours = extensions.get("lambdascope.injected") or {}
+            injected = {}
+            for name, value in _http.outgoing_headers(handle[0], handle[1].span_id).items():
+                current = request.headers.get(name)  # case-insensitive
+                if current is None or current == ours.get(name):
+                    request.headers[name] = value
+                    injected[name] = value
+            extensions["lambdascope.injected"] = injected
+            previous = extensions.get("trace")
+            extensions["trace"] = trace_cls(handle[1], previous)
+            return handle, request, previous
         except Exception as exc:
             from .._guard import internal_error
 
             internal_error("httpx.send", exc)
             return None
+
+    @staticmethod
+    def _restore(request: Any, previous: Any) -> None:
+        """Put the caller's own trace callback back (or none), so a resend starts clean."""
+        try:
+            if previous is None:
+                request.extensions.pop("trace", None)
+            else:
+                request.extensions["trace"] = previous
+        except Exception:
+            pass
 
     @staticmethod
     def _close(handle: Any, response: Any) -> None:
@@ -109,9 +130,10 @@ class HttpxInstrumentor(Instrumentor):
         _spans.finish(handle, error=error)
 
     def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        handle = self._open(args, kwargs, _Trace)
-        if handle is None:
+        opened = self._open(args, kwargs, _Trace)
+        if opened is None:
             return wrapped(*args, **kwargs)
+        handle, request, previous = opened
         token = _http.ACTIVE.set(handle[1])
         try:
             response = wrapped(*args, **kwargs)
@@ -121,13 +143,15 @@ class HttpxInstrumentor(Instrumentor):
             raise
         finally:
             _http.ACTIVE.reset(token)
+            self._restore(request, previous)
         self._close(handle, response)
         return response
 
     async def _send_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        handle = self._open(args, kwargs, _AsyncTrace)
-        if handle is None:
+        opened = self._open(args, kwargs, _AsyncTrace)
+        if opened is None:
             return await wrapped(*args, **kwargs)
+        handle, request, previous = opened
         token = _http.ACTIVE.set(handle[1])
         try:
             response = await wrapped(*args, **kwargs)
@@ -137,5 +161,6 @@ class HttpxInstrumentor(Instrumentor):
             raise
         finally:
             _http.ACTIVE.reset(token)
+            self._restore(request, previous)
         self._close(handle, response)
         return response

@@ -33,10 +33,19 @@ class RequestsInstrumentor(Instrumentor):
                 handle = _spans.start(
                     method, _http.request_attributes(method, request.url, host, port)
                 )
-                if handle is not None and "traceparent" not in request.headers:
-                    request.headers["traceparent"] = _spans.traceparent(
+                if handle is not None:
+                    # A request object sent again keeps what we injected last time: replace
+                    # that, but never a header the caller set.
+                    ours = getattr(request, "_lambdascope_injected", None) or {}
+                    injected = {}
+                    for name, value in _http.outgoing_headers(
                         handle[0], handle[1].span_id
-                    )
+                    ).items():
+                        current = request.headers.get(name)  # case-insensitive
+                        if current is None or current == ours.get(name):
+                            request.headers[name] = value
+                            injected[name] = value
+                    request._lambdascope_injected = injected
         except Exception as exc:
             from .._guard import internal_error
 

@@ -46,7 +46,9 @@ class Urllib3Instrumentor(Instrumentor):
                 url = _http.build_url(instance.scheme, host, port, target)
                 handle = _spans.start(method, _http.request_attributes(method, url, host, port))
                 if handle is not None:
-                    args, kwargs = _inject(args, kwargs, _spans.traceparent(*_pair(handle)))
+                    args, kwargs = _inject(
+                        args, kwargs, _http.outgoing_headers(handle[0], handle[1].span_id)
+                    )
         except Exception as exc:
             from .._guard import internal_error
 
@@ -104,27 +106,26 @@ class Urllib3Instrumentor(Instrumentor):
                 _add(target, _http.TLS_MS, total - tcp)
 
 
-def _pair(handle: Any) -> tuple[Any, str]:
-    return handle[0], handle[1].span_id
-
-
 def _add(target: Any, key: str, ms: float) -> None:
     attrs = target.attributes
     attrs[key] = round(attrs.get(key, 0.0) + max(0.0, ms), 3)
     attrs[_http.NEW_CONNECTION] = True
 
 
-def _inject(args: Any, kwargs: Any, value: str) -> tuple[Any, Any]:
-    """``urlopen(method, url, body=None, headers=None, ...)``: add ``traceparent`` unless set."""
+def _inject(args: Any, kwargs: Any, extra: dict[str, str]) -> tuple[Any, Any]:
+    """``urlopen(method, url, body=None, headers=None, ...)``: add the trace headers the caller
+    did not set itself (for a retry inside one call, our own earlier value is replaced)."""
+    if not extra:
+        return args, kwargs
     args = list(args)
-    if len(args) > 3:
-        headers = dict(args[3] or {})
-        if not any(str(k).lower() == "traceparent" for k in headers):
-            headers["traceparent"] = value
+    positional = len(args) > 3
+    headers = dict((args[3] if positional else kwargs.get("headers")) or {})
+    present = {str(k).lower() for k in headers}
+    for name, value in extra.items():
+        if name.lower() not in present:
+            headers[name] = value
+    if positional:
         args[3] = headers
     else:
-        headers = dict(kwargs.get("headers") or {})
-        if not any(str(k).lower() == "traceparent" for k in headers):
-            headers["traceparent"] = value
         kwargs = dict(kwargs, headers=headers)
     return tuple(args), kwargs
