@@ -15,10 +15,15 @@ from ._guard import log_once
 PREFIX = "LAMBDASCOPE_"
 EXPORTER_NAMES = ("http", "otlp", "emf", "stdout", "file")
 FLUSH_MODES = ("auto", "after_response", "sync")
-INSTRUMENT_NAMES = ("botocore", "requests", "urllib3", "http.client", "httpx")
+INSTRUMENT_NAMES = (
+    "botocore", "requests", "urllib3", "http.client", "httpx", "threading", "subprocess",
+)
 # httpx is on by default too (the contract's list predates it): the OpenAI, Anthropic and many
 # other SDKs call out through httpx, which bypasses http.client.
-DEFAULT_INSTRUMENT = ("botocore", "requests", "urllib3", "http.client", "httpx")
+# threading (context into worker threads) and subprocess (child processes as spans) too.
+DEFAULT_INSTRUMENT = (
+    "botocore", "requests", "urllib3", "http.client", "httpx", "threading", "subprocess",
+)
 DEFAULT_REDACT = (
     "authorization",
     "cookie",

@@ -63,7 +63,9 @@ def test_defaults_with_empty_environment(logs: pytest.LogCaptureFixture) -> None
         "profile_rate": 0.0,
         "profile_interval_ms": 10,
     }
-    assert DEFAULT_INSTRUMENT == ("botocore", "requests", "urllib3", "http.client", "httpx")
+    assert DEFAULT_INSTRUMENT == (
+        "botocore", "requests", "urllib3", "http.client", "httpx", "threading", "subprocess",
+    )
     assert warnings_of(logs) == []
 
 
@@ -222,7 +224,7 @@ def test_option_beats_env(option: str, value: Any, var: str, raw: str) -> None:
             "instrument",
             DEFAULT_INSTRUMENT,
             "a comma list of botocore",
-            "botocore,requests,urllib3,http.client,httpx",
+            "botocore,requests,urllib3,http.client,httpx,threading,subprocess",
         ),
         (
             "LAMBDASCOPE_EXPORTERS",

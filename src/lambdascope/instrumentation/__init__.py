@@ -46,6 +46,14 @@ def _get(name: str) -> Instrumentor:
             from .botocore import BotocoreInstrumentor
 
             found = BotocoreInstrumentor()
+        elif name == "threading":
+            from .threading import ThreadingInstrumentor
+
+            found = ThreadingInstrumentor()
+        elif name == "subprocess":
+            from .subprocess import SubprocessInstrumentor
+
+            found = SubprocessInstrumentor()
         else:
             raise ValueError(f"unknown instrumentation {name!r}")
         _instances[name] = found
