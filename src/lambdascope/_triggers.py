@@ -71,9 +71,14 @@ def _http(event: dict[str, Any]) -> Trigger | None:
         domain = str(ctx.get("domainName") or "")
         if ".lambda-url." in domain:
             return Trigger("function_url", domain.split(".", 1)[0] or None, None)
-        return Trigger("api_gateway_v2", ctx.get("apiId"), None)
+        route = event.get("routeKey") or ctx.get("routeKey")
+        return Trigger("api_gateway_v2", str(route) if route else ctx.get("apiId"), None)
     if "httpMethod" in event or "resourcePath" in ctx:
-        return Trigger("api_gateway", ctx.get("apiId"), None)
+        # The route: method and resource template ("GET /orders/{id}"), else the API id.
+        method = event.get("httpMethod") or ctx.get("httpMethod")
+        resource = event.get("resource") or ctx.get("resourcePath")
+        route = f"{method} {resource}" if method and resource else None
+        return Trigger("api_gateway", route or ctx.get("apiId"), None)
     return None
 
 

@@ -20,8 +20,8 @@ def load(name: str) -> Any:
 @pytest.mark.parametrize(
     ("event_file", "expected"),
     [
-        ("apigw_rest", Trigger("api_gateway", "a1b2c3d4e5", None)),
-        ("apigw_http", Trigger("api_gateway_v2", "f9e8d7c6b5", None)),
+        ("apigw_rest", Trigger("api_gateway", "GET /orders/{id}", None)),
+        ("apigw_http", Trigger("api_gateway_v2", "POST /orders", None)),
         (
             "alb",
             Trigger(
