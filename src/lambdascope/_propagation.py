@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from typing import Any
 
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 MAX_MESSAGE_ATTRIBUTES = 10
@@ -45,12 +44,21 @@ class Context:
 
 
 def parse_traceparent(value: Any) -> Context | None:
+    """``00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`` (later versions may append)."""
     if not isinstance(value, str):
         return None
-    m = _TRACEPARENT.match(value.strip().lower())
-    if not m or m.group(1) == "ff" or m.group(2) == _ZERO_TRACE or m.group(3) == _ZERO_SPAN:
+    parts = value.strip().lower().split("-")
+    if len(parts) < 4:
         return None
-    return Context(m.group(2), m.group(3), bool(int(m.group(4), 16) & 1), "w3c")
+    version, trace_id, span_id, flags = parts[0], parts[1], parts[2], parts[3][:2]
+    if (
+        len(version) != 2 or len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2
+        or version == "ff" or (version == "00" and len(parts) != 4)
+        or not _HEX.issuperset(version + trace_id + span_id + flags)
+        or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN
+    ):
+        return None
+    return Context(trace_id, span_id, bool(int(flags, 16) & 1), "w3c")
 
 
 def parse_xray(value: Any) -> Context | None:
