@@ -108,6 +108,7 @@ class Invocation:
         "request_id",
         "res_start",
         "root",
+        "root_span_id",
         "sampled",
         "spans",
         "start_perf",
@@ -128,6 +129,9 @@ class Invocation:
         self.links: list[dict[str, Any]] = []
         self.sampled = True
         self.root: SpanRecord | None = None
+        #: The invocation span's id, drawn even when it is not sampled: outgoing calls of an
+        #: unsampled invocation still carry it (flags 00), so downstream keeps the decision.
+        self.root_span_id: str | None = None
         self.spans: list[SpanRecord] = []
         self.dropped_spans = 0
         self.metrics: list[dict[str, Any]] = []
@@ -153,7 +157,7 @@ class Invocation:
 
     @property
     def span_id(self) -> str | None:
-        return self.root.span_id if self.root is not None else None
+        return self.root_span_id
 
     @property
     def elapsed_ms(self) -> float:

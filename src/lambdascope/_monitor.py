@@ -135,6 +135,7 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         inv.trigger = trigger
         if config.capture_event:
             inv.event = pipeline.redactor.mapping(event)
+        inv.root_span_id = _ids.new_span_id()
         rate = config.sample_rate
         if remote is not None and remote.source == "w3c" and remote.sampled is False:
             inv.sampled = False  # the caller decided: no partial traces
@@ -167,7 +168,7 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
                     attrs["http.request.method"] = str(method)
                 if path:
                     attrs["url.path"] = str(path)
-            inv.root = SpanRecord(_ids.new_span_id(), inv.parent_span_id, name, kind, attrs)
+            inv.root = SpanRecord(inv.root_span_id, inv.parent_span_id, name, kind, attrs)
             inv.root.start_ms = inv.start_wall * 1000.0
             inv.root._t0 = inv.start_perf
         if S.pending_metrics:
@@ -351,7 +352,7 @@ def build_report(
         "labels": inv.labels,
         "trace": {
             "trace_id": inv.trace_id,
-            "span_id": root.span_id if root is not None else None,
+            "span_id": inv.root_span_id,
             "parent_span_id": inv.parent_span_id,
         },
         "spans": spans,

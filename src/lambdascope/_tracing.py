@@ -24,7 +24,7 @@ def current_parent(inv: Invocation) -> str | None:
     parent = PARENT.get()
     if parent is not None:
         return parent
-    return inv.root.span_id if inv.root is not None else None
+    return inv.root_span_id
 
 
 def is_async(fn: Any) -> bool:

@@ -254,7 +254,8 @@ def test_unsampled_report_validates(validate_report: Any) -> None:
 
     report = validate_report(run(handler))
     assert report["spans"] == []
-    assert report["trace"]["span_id"] is None
+    # The invocation span is not recorded, but its id is what downstream calls were given.
+    assert report["trace"]["span_id"] is not None
     assert report["invocation"]["sampled"] is False
 
 

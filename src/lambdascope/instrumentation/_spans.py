@@ -14,13 +14,16 @@ from . import _suppress
 def start(
     name: str, attributes: dict[str, Any], kind: str = "client", level: int = 1
 ) -> tuple[Invocation, SpanRecord] | None:
-    """Open a span, or ``None`` when nothing should be recorded. ``level`` is the suppression
-    level at which this call is hidden (1: HTTP layers beneath another span; 2: only the agent's
-    own calls)."""
+    """Open a span, or ``None`` outside an invocation or under suppression. ``level`` is the
+    suppression level at which this call is hidden (1: HTTP layers beneath another span; 2:
+    only the agent's own calls).
+
+    In an unsampled invocation the span is opened too, so that the call still carries a trace
+    context (with the sampled flag off) downstream, but :func:`finish` does not keep it."""
     if _suppress.LEVEL.get() >= level:
         return None
     inv = CURRENT.get()
-    if inv is None or not inv.sampled:
+    if inv is None:
         return None
     return inv, SpanRecord(_ids.new_span_id(), current_parent(inv), name, kind, attributes)
 
@@ -34,7 +37,8 @@ def finish(
     record.finish(exc)
     if error:
         record.status = "error"
-    inv.add_span(record)
+    if inv.sampled:
+        inv.add_span(record)
 
 
 def traceparent(inv: Invocation, span_id: str) -> str:
