@@ -14,7 +14,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-from .._propagation import MAX_MESSAGE_ATTRIBUTES, propagators, xray_header
+from .._propagation import MAX_MESSAGE_ATTRIBUTES, xray_header
 from . import _http, _spans, _suppress
 from ._base import Instrumentor
 from ._spans import traceparent
@@ -269,7 +269,7 @@ class BotocoreInstrumentor(Instrumentor):
                 extract(params, attrs)
             handle = _spans.start(f"{service_id}.{operation}", attrs)
             if handle is not None:
-                if model.service_name in _CARRIERS and "tracecontext" in propagators():
+                if model.service_name in _CARRIERS and _http.INJECT_W3C:
                     params, skipped = inject(
                         model.service_name, operation, params, handle[0], handle[1].span_id
                     )
@@ -323,6 +323,8 @@ class BotocoreInstrumentor(Instrumentor):
         ``Lineage`` the Lambda runtime set (recursive-loop detection relies on them). The
         header is not signed by SigV4, so it can change after signing."""
         if not self.enabled or request is None:
+            return
+        if not (_http.INJECT_W3C or _http.INJECT_XRAY):  # OTEL_PROPAGATORS=none: hands off
             return
         try:
             record = _http.ACTIVE.get()
