@@ -140,13 +140,11 @@ def set_error(record: SpanRecord, exc: BaseException) -> None:
     record.attributes["error.type"] = type(exc).__qualname__
 
 
-def add_timing(key: str, ms: float) -> None:
-    record = ACTIVE.get()
-    if record is not None:
-        attrs = record.attributes
-        attrs[key] = round(attrs.get(key, 0.0) + ms, 3)
-        if key in (CONNECT_MS, TLS_MS):
-            attrs[NEW_CONNECTION] = True
+def add_connection_time(target: SpanRecord, key: str, ms: float) -> None:
+    """Add ``ms`` of connecting (``CONNECT_MS`` or ``TLS_MS``) to the span ``target``."""
+    attrs = target.attributes
+    attrs[key] = round(attrs.get(key, 0.0) + max(0.0, ms), 3)
+    attrs[NEW_CONNECTION] = True
 
 
 def build_url(scheme: str, host: str, port: int | None, target: str) -> str:

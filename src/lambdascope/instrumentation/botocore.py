@@ -184,6 +184,21 @@ def _add_attribute(attributes: Any, value: str, shape: str) -> tuple[Any, bool]:
     return attributes, True
 
 
+def _add_to_entries(entries: Any, value: str) -> tuple[list[Any], int]:
+    """Copies of a batch's entries, each with ``traceparent``; and how many had no room."""
+    out: list[Any] = []
+    skipped = 0
+    for entry in entries or []:
+        if isinstance(entry, dict):
+            entry = dict(entry)
+            entry["MessageAttributes"], ok = _add_attribute(
+                entry.get("MessageAttributes"), value, "StringValue"
+            )
+            skipped += not ok
+        out.append(entry)
+    return out, skipped
+
+
 def inject(service: str, operation: str, params: Any, inv: Any, span_id: str) -> tuple[Any, int]:
     """``params`` with the trace context added where the operation carries it to a consumer.
 
@@ -201,15 +216,7 @@ def inject(service: str, operation: str, params: Any, inv: Any, span_id: str) ->
         skipped += not ok
     elif service == "sqs" and operation == "SendMessageBatch":
         params = dict(params)
-        entries = []
-        for entry in params.get("Entries") or []:
-            entry = dict(entry)
-            entry["MessageAttributes"], ok = _add_attribute(
-                entry.get("MessageAttributes"), value, "StringValue"
-            )
-            skipped += not ok
-            entries.append(entry)
-        params["Entries"] = entries
+        params["Entries"], skipped = _add_to_entries(params.get("Entries"), value)
     elif service == "sns" and operation == "Publish":
         params = dict(params)
         params["MessageAttributes"], ok = _add_attribute(
@@ -218,15 +225,9 @@ def inject(service: str, operation: str, params: Any, inv: Any, span_id: str) ->
         skipped += not ok
     elif service == "sns" and operation == "PublishBatch":
         params = dict(params)
-        entries = []
-        for entry in params.get("PublishBatchRequestEntries") or []:
-            entry = dict(entry)
-            entry["MessageAttributes"], ok = _add_attribute(
-                entry.get("MessageAttributes"), value, "StringValue"
-            )
-            skipped += not ok
-            entries.append(entry)
-        params["PublishBatchRequestEntries"] = entries
+        params["PublishBatchRequestEntries"], skipped = _add_to_entries(
+            params.get("PublishBatchRequestEntries"), value
+        )
     elif service == "events" and operation == "PutEvents":
         # EventBridge entries carry no message attributes: the X-Ray TraceHeader is their
         # trace context.

@@ -142,7 +142,7 @@ class HttpClientInstrumentor(Instrumentor):
             ms = (time.perf_counter() - t0) * 1000.0
             instance.__dict__["_lambdascope_tcp_ms"] = ms  # for the TLS wrapper around us
             dns = target.attributes.get(_http.DNS_MS, 0.0) - dns_before
-            _add(target, _http.CONNECT_MS, ms - dns)
+            _http.add_connection_time(target, _http.CONNECT_MS, ms - dns)
 
     def _connect_tls(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         # HTTPSConnection.connect: TCP (through HTTPConnection.connect, timed above), then TLS.
@@ -156,7 +156,7 @@ class HttpClientInstrumentor(Instrumentor):
             total = (time.perf_counter() - t0) * 1000.0
             tcp = instance.__dict__.pop("_lambdascope_tcp_ms", None)
             if tcp is not None:
-                _add(target, _http.TLS_MS, total - tcp)
+                _http.add_connection_time(target, _http.TLS_MS, total - tcp)
 
     def _getaddrinfo(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         target = _http.ACTIVE.get() if self.enabled else None
@@ -169,12 +169,6 @@ class HttpClientInstrumentor(Instrumentor):
             attrs = target.attributes
             ms = (time.perf_counter() - t0) * 1000.0
             attrs[_http.DNS_MS] = round(attrs.get(_http.DNS_MS, 0.0) + ms, 3)
-
-
-def _add(target: Any, key: str, ms: float) -> None:
-    attrs = target.attributes
-    attrs[key] = round(attrs.get(key, 0.0) + max(0.0, ms), 3)
-    attrs[_http.NEW_CONNECTION] = True
 
 
 def _is_tls(instance: Any) -> bool:

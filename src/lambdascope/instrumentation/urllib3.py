@@ -90,7 +90,7 @@ class Urllib3Instrumentor(Instrumentor):
             ms = (time.perf_counter() - t0) * 1000.0
             instance.__dict__[_TCP] = ms
             dns = target.attributes.get(_http.DNS_MS, 0.0) - dns_before
-            _add(target, _http.CONNECT_MS, ms - dns)
+            _http.add_connection_time(target, _http.CONNECT_MS, ms - dns)
 
     def _connect_tls(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         target = _http.ACTIVE.get() if self.enabled else None
@@ -103,13 +103,7 @@ class Urllib3Instrumentor(Instrumentor):
             total = (time.perf_counter() - t0) * 1000.0
             tcp = instance.__dict__.pop(_TCP, None)
             if tcp is not None:
-                _add(target, _http.TLS_MS, total - tcp)
-
-
-def _add(target: Any, key: str, ms: float) -> None:
-    attrs = target.attributes
-    attrs[key] = round(attrs.get(key, 0.0) + max(0.0, ms), 3)
-    attrs[_http.NEW_CONNECTION] = True
+                _http.add_connection_time(target, _http.TLS_MS, total - tcp)
 
 
 def _inject(args: Any, kwargs: Any, extra: dict[str, str]) -> tuple[Any, Any]:
