@@ -9,7 +9,7 @@ from typing import Any, TypeVar, overload
 
 from . import _state
 from ._guard import internal_error
-from ._monitor import begin, end, hook_init_end, register_snapstart
+from ._monitor import begin, choose_flusher, end, hook_init_end, register_snapstart, unmonitored_end
 from ._tracing import is_async
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,6 +43,7 @@ def _wrap(handler: F, options: dict[str, Any]) -> F:
             S.init_end = time.time()  # decoration: the last part of init seen so far
         register_snapstart()
         hook_init_end()
+        choose_flusher(config)
     except Exception as exc:
         internal_error("monitor.decorate", exc)
         return handler
@@ -53,7 +54,10 @@ def _wrap(handler: F, options: dict[str, Any]) -> F:
         async def async_monitored(*args: Any, **kwargs: Any) -> Any:
             handle = begin(config, name, args, kwargs)
             if handle is None:
-                return await handler(*args, **kwargs)
+                try:
+                    return await handler(*args, **kwargs)
+                finally:
+                    unmonitored_end(args, kwargs)
             try:
                 result = await handler(*args, **kwargs)
             except BaseException as exc:
@@ -69,7 +73,10 @@ def _wrap(handler: F, options: dict[str, Any]) -> F:
         def monitored(*args: Any, **kwargs: Any) -> Any:
             handle = begin(config, name, args, kwargs)
             if handle is None:
-                return handler(*args, **kwargs)
+                try:
+                    return handler(*args, **kwargs)
+                finally:
+                    unmonitored_end(args, kwargs)
             try:
                 result = handler(*args, **kwargs)
             except BaseException as exc:

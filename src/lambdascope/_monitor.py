@@ -211,7 +211,14 @@ def end(handle: Any, result: Any, exc: BaseException | None) -> None:
         report = build_report(inv, result, exc, end_wall, duration_ms)
         inv.agent_s += time.perf_counter() - t0
         report["agent"]["overhead"]["invocation_ms"] = round(inv.agent_s * 1000.0, 3)
-        inv.pipeline.deliver([report], remaining_ms=inv.remaining_ms)
+        flusher = S.flusher
+        if flusher is not None and flusher.alive:
+            deadline_ms = (
+                inv.start_wall * 1000.0 + inv.timeout_ms if inv.timeout_ms is not None else None
+            )
+            flusher.submit(inv.request_id, inv.pipeline, report, deadline_ms)
+        else:
+            inv.pipeline.deliver([report], remaining_ms=inv.remaining_ms)
     except Exception as err:
         internal_error("end", err)
 
@@ -364,6 +371,37 @@ def build_report(
     if config.capture_event:
         report["event"] = inv.event
     return report
+
+
+# -- After the response ---------------------------------------------------------------------
+
+
+def choose_flusher(config: Config) -> None:
+    """During init: set up delivery after the response where the sandbox allows it."""
+    S = _state.S
+    if S.flusher_chosen:
+        return
+    S.flusher_chosen = True
+    try:
+        import os
+
+        from ._extension import choose
+
+        S.flusher = choose(config, os.environ)
+    except Exception as exc:
+        internal_error("flusher.choose", exc)
+
+
+def unmonitored_end(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """An invocation ran without the agent (its set-up failed): tell the flusher not to wait."""
+    try:
+        flusher = _state.S.flusher
+        if flusher is None or CURRENT.get() is not None:  # nested: the outer one reports
+            return
+        context = args[1] if len(args) > 1 else kwargs.get("context")
+        flusher.finished(_safe_attr(context, "aws_request_id"))
+    except Exception as exc:
+        internal_error("flusher.finished", exc)
 
 
 # -- The end of init -----------------------------------------------------------------------

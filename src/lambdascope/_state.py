@@ -65,6 +65,9 @@ class State:
         # Invocations in flight, by trace id (OpenTelemetry spans ended on other threads).
         self.active: dict[str, Any] = {}
         self.snapstart_hooked = False
+        # The after-response flusher (an internal extension or a thread), chosen during init.
+        self.flusher: Any = None
+        self.flusher_chosen = False
 
     def init_start(self) -> float:
         if not self.process_start_known:
@@ -86,4 +89,6 @@ def reset() -> State:
     S.otel_bridge = old.otel_bridge
     S.snapstart_hooked = old.snapstart_hooked
     S.init_end_hooked = old.init_end_hooked
+    S.flusher = old.flusher
+    S.flusher_chosen = old.flusher_chosen
     return S

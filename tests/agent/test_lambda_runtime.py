@@ -408,10 +408,13 @@ def test_internal_extension_gets_every_invocation(
 ) -> None:
     log = tmp_path / "extension.jsonl"
     lam = sandboxes("with_extension.handler", env={"EXTENSION_LOG": str(log)})
-    (ext,) = lam.api.extensions
-    assert ext["name"] == "tests-internal"
+    by_name = {e["name"]: e for e in lam.api.extensions}
+    # The handler's own extension, and the agent's (it delivers reports after the response).
+    assert sorted(by_name) == ["lambdascope", "tests-internal"]
+    ext = by_name["tests-internal"]
     assert ext["internal"] is True
     assert ext["events"] == ["INVOKE"]
+    assert by_name["lambdascope"]["internal"] is True
     results = [lam.invoke({}) for _ in range(3)]
     assert all(r.ok for r in results), lam.sandbox.output
     assert lam.sandbox.wait_idle(5.0)

@@ -30,6 +30,9 @@ def test_stdout_reports_are_whole_json_lines(
     )
     results = [lam.invoke({}) for _ in range(3)]
     assert all(r.ok for r in results)
+    # The last report is written after its response: wait until the sandbox is idle (the
+    # runtime and the agent's extension both asked for the next event), as Lambda does.
+    assert lam.sandbox.wait_idle(5.0)
     lam.sandbox.stop()
     reports = report_lines(lam.sandbox.stdout)
     assert [r["invocation"]["request_id"] for r in reports] == [r.request_id for r in results]

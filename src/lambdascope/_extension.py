@@ -1,0 +1,219 @@
+"""Flushing after the response: the caller never waits for the report.
+
+Lambda lets code in the runtime's own process register, during init, as an *internal extension*
+subscribed to ``INVOKE`` events. The sandbox is not frozen until the runtime and every extension
+have asked for their next event. The agent registers one such extension and runs it on a small
+thread: when an invocation's handler returns, the report is handed to that thread, the runtime
+posts the handler's result to the caller at once, and the thread delivers the report (and
+anything still waiting) before it asks for the next event.
+
+On Lambda Managed Instances the environment is never frozen and internal extensions may
+subscribe to no event: a plain background thread delivers there instead. Where neither is possible
+(no Runtime API, registration refused, ``LAMBDASCOPE_FLUSH=sync``) delivery stays synchronous.
+
+The time spent delivering after the response still belongs to the invocation (the sandbox is busy
+and billed until the extension asks for its next event, and it counts towards the function's
+timeout), so it is bounded by ``LAMBDASCOPE_FLUSH_TIMEOUT_MS`` and by the invocation's deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from ._guard import internal_error, log_once
+from .instrumentation._suppress import ALL
+from .instrumentation._suppress import LEVEL as SUPPRESS
+
+EXTENSION_NAME = "lambdascope"
+DEADLINE_MARGIN_MS = 50.0
+
+
+class _Job:
+    __slots__ = ("deadline_ms", "pipeline", "reports", "request_id")
+
+    def __init__(
+        self, request_id: str | None, pipeline: Any, reports: list[Any], deadline_ms: float | None
+    ) -> None:
+        self.request_id = request_id
+        self.pipeline = pipeline
+        self.reports = reports
+        self.deadline_ms = deadline_ms
+
+
+class Flusher:
+    """Delivers reports off the caller's path (an internal extension, or a plain thread)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode  # "extension" or "thread"
+        self._cond = threading.Condition()
+        self._jobs: deque[_Job] = deque()
+        self._done: set[str] = set()  # request ids whose handler has returned
+        self._thread: threading.Thread | None = None
+        self._api = ""
+        self._id = ""
+        self.alive = False
+
+    # -- set-up ---------------------------------------------------------------------------
+    def start_extension(self, api: str) -> bool:
+        """Register with the Extensions API (only possible during init) and start the thread."""
+        import http.client
+
+        self._api = api
+        conn = http.client.HTTPConnection(api, timeout=2.0)
+        try:
+            conn.request(
+                "POST",
+                "/2020-01-01/extension/register",
+                json.dumps({"events": ["INVOKE"]}),
+                {"Lambda-Extension-Name": EXTENSION_NAME, "Content-Type": "application/json"},
+            )
+            resp = conn.getresponse()
+            resp.read()
+            ext_id = resp.getheader("Lambda-Extension-Identifier")
+        finally:
+            conn.close()
+        if resp.status != 200 or not ext_id:
+            log_once(
+                "extension-register",
+                "lambdascope: the Extensions API refused the agent's extension (%s); reports are "
+                "delivered before each response instead",
+                resp.status,
+            )
+            return False
+        self._id = ext_id
+        self._start(self._run_extension)
+        return True
+
+    def start_thread(self) -> None:
+        self._start(self._run_thread)
+
+    def _start(self, target: Any) -> None:
+        self.alive = True
+        self._thread = threading.Thread(target=target, name="lambdascope-flush", daemon=True)
+        self._thread.start()
+
+    # -- called by the invocation (the handler's thread) ---------------------------------------
+    def submit(
+        self, request_id: str | None, pipeline: Any, report: Any, deadline_ms: float | None
+    ) -> None:
+        with self._cond:
+            self._jobs.append(_Job(request_id, pipeline, [report], deadline_ms))
+            if request_id:
+                self._done.add(request_id)
+            self._cond.notify()
+
+    def finished(self, request_id: str | None) -> None:
+        """An invocation ended without a report (it ran unmonitored): stop waiting for one."""
+        if request_id:
+            with self._cond:
+                self._done.add(request_id)
+                self._cond.notify()
+
+    # -- the flusher's thread ---------------------------------------------------------------
+    def _deliver_all(self) -> None:
+        while True:
+            with self._cond:
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            remaining = None
+            if job.deadline_ms is not None:
+                remaining = job.deadline_ms - time.time() * 1000.0
+            try:
+                job.pipeline.deliver(job.reports, remaining_ms=remaining)
+            except Exception as exc:  # deliver() never raises; belt and braces
+                internal_error("flusher.deliver", exc)
+
+    def _run_thread(self) -> None:
+        SUPPRESS.set(ALL)
+        while True:
+            with self._cond:
+                while not self._jobs:
+                    self._cond.wait()
+            self._deliver_all()
+
+    def _next_event(self, conn: Any) -> dict[str, Any] | None:
+        conn.request(
+            "GET",
+            "/2020-01-01/extension/event/next",
+            headers={"Lambda-Extension-Identifier": self._id},
+        )
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"extension next answered {resp.status}")
+        event = json.loads(body or b"{}")
+        return event if isinstance(event, dict) else None
+
+    def _run_extension(self) -> None:
+        import http.client
+
+        SUPPRESS.set(ALL)  # the thread's own calls are never traced
+        conn = http.client.HTTPConnection(self._api)  # no timeout: next blocks until an event
+        failures = 0
+        while True:
+            try:
+                event = self._next_event(conn)
+                failures = 0
+            except Exception as exc:
+                conn.close()
+                failures += 1
+                if failures >= 3:
+                    internal_error("extension.next", exc)
+                    self.alive = False  # invocations deliver synchronously from now on
+                    self._deliver_all()
+                    return
+                time.sleep(0.05 * failures)
+                continue
+            if event is None:
+                continue
+            if event.get("eventType") == "SHUTDOWN":
+                self._deliver_all()
+                return
+            request_id = event.get("requestId")
+            deadline_ms = event.get("deadlineMs")
+            # Wait for this invocation's handler to return (its report is then queued), never
+            # past the invocation's deadline.
+            with self._cond:
+                while request_id not in self._done:
+                    left = (
+                        (float(deadline_ms) - time.time() * 1000.0) / 1000.0
+                        if deadline_ms is not None
+                        else 900.0
+                    )
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                self._done.discard(request_id)
+            self._deliver_all()
+
+
+def choose(config: Any, environ: Any) -> Flusher | None:
+    """The after-response flusher this sandbox allows, started; ``None`` to deliver in line."""
+    if config.flush == "sync":
+        return None
+    api = environ.get("AWS_LAMBDA_RUNTIME_API")
+    init_type = (environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") or "").strip().lower()
+    if init_type == "lambda-managed-instances":
+        flusher = Flusher("thread")
+        flusher.start_thread()
+        return flusher
+    if not api:
+        if config.flush == "after_response":
+            log_once(
+                "flush-no-runtime-api",
+                "lambdascope: LAMBDASCOPE_FLUSH=after_response needs the Lambda Runtime API "
+                "(AWS_LAMBDA_RUNTIME_API); reports are delivered before each response instead",
+            )
+        return None
+    flusher = Flusher("extension")
+    try:
+        if flusher.start_extension(api):
+            return flusher
+    except Exception as exc:
+        internal_error("extension.register", exc)
+    return None
