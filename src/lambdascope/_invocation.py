@@ -95,12 +95,15 @@ class Invocation:
         "batch_size",
         "config",
         "dropped_spans",
+        "ended",
         "event",
+        "fire_at",
         "first",
         "labels",
         "links",
         "logs",
         "metrics",
+        "open_spans",
         "otel_token",
         "parent_span_id",
         "pipeline",
@@ -113,6 +116,8 @@ class Invocation:
         "spans",
         "start_perf",
         "start_wall",
+        "thread_id",
+        "timed_out",
         "timeout_ms",
         "trace_id",
         "trigger",
@@ -149,6 +154,12 @@ class Invocation:
         self.config: Any = None
         self.pipeline: Any = None
         self.otel_token: Any = None
+        self.ended = False
+        self.timed_out = False
+        self.fire_at = 0.0
+        self.thread_id: int | None = None
+        #: Spans opened and not yet finished, by id (a timeout report shows them in flight).
+        self.open_spans: dict[str, SpanRecord] = {}
 
     # -- public view ---------------------------------------------------------------------
     @property
@@ -181,6 +192,7 @@ class Invocation:
 
     # -- recording -----------------------------------------------------------------------
     def add_span(self, record: SpanRecord) -> None:
+        self.open_spans.pop(record.span_id, None)
         max_spans = self.config.max_spans if self.config is not None else 500
         # The root span counts towards the cap (with a cap of 0, no span is kept at all).
         if len(self.spans) + 1 < max_spans:

@@ -8,6 +8,7 @@ resets the invocation context, so the handler's outcome is never changed.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any
 
@@ -177,6 +178,15 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
             inv.labels, S.pending_labels = S.pending_labels, []
         inv.res_start = S.sampler.start(pipeline.reuse_net)
         S.active[inv.trace_id] = inv
+        warning = config.timeout_warning_ms
+        if warning and inv.timeout_ms is not None and inv.timeout_ms > warning:
+            inv.thread_id = threading.get_ident()
+            watchdog = S.watchdog
+            if watchdog is None:
+                from ._watchdog import Watchdog
+
+                watchdog = S.watchdog = Watchdog()
+            watchdog.arm(inv, time.monotonic() + (inv.timeout_ms - warning) / 1000.0)
         token = CURRENT.set(inv)
         if not S.otel_checked:
             _bridge_otel()
@@ -196,6 +206,10 @@ def end(handle: Any, result: Any, exc: BaseException | None) -> None:
     inv, token = handle
     end_wall = time.time()
     duration_ms = (t0 - inv.start_perf) * 1000.0
+    inv.ended = True
+    watchdog = _state.S.watchdog
+    if watchdog is not None:
+        watchdog.disarm(inv)
     try:
         if inv.otel_token is not None:
             _state.S.otel_bridge.detach(inv.otel_token)
@@ -230,8 +244,12 @@ def build_report(
     end_wall: float,
     duration_ms: float,
     status: str | None = None,
+    snapshot: bool = False,
 ) -> dict[str, Any]:
-    """The report of ``inv`` (schema ``lambdascope/1``)."""
+    """The report of ``inv`` (schema ``lambdascope/1``).
+
+    ``snapshot`` builds it while the invocation is still running (a timeout report): the
+    process-wide memory history is left alone and spans in flight are included."""
     S = _state.S
     pipeline = inv.pipeline
     config = inv.config
@@ -252,7 +270,10 @@ def build_report(
     resources = S.sampler.end(inv.res_start, memory_limit_mb)
     rss_end = resources["rss_end_mb"]
     growth = 0.0
-    if rss_end is not None:
+    if rss_end is not None and snapshot:
+        base = S.rss_baseline_mb
+        growth = round(rss_end - base, 2) if base is not None else 0.0
+    elif rss_end is not None:
         if S.rss_baseline_mb is None:
             S.rss_baseline_mb = rss_end
         else:
@@ -308,6 +329,8 @@ def build_report(
         # The root's attributes are all the agent's own (trigger, ids, method, path; no header,
         # query or secret), so they skip redaction.
         root_dict = root.as_dict()
+        if status == "timeout":
+            root_dict["status"] = "error"
         if inv.links:
             root_dict["links"] = inv.links
         if config.max_spans > 0:
@@ -318,6 +341,12 @@ def build_report(
         for record in children:
             record.attributes = pipeline.redactor.attributes(record.attributes)
             spans.append(record.as_dict())
+        if snapshot:
+            for record in list(inv.open_spans.values()):
+                data = record.as_dict()  # the duration so far
+                data["attributes"] = dict(pipeline.redactor.attributes(record.attributes))
+                data["attributes"]["lambdascope.in_flight"] = True
+                spans.append(data)
 
     metrics = inv.metrics
     if metrics:

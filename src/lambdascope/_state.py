@@ -67,6 +67,7 @@ class State:
         self.snapstart_hooked = False
         # The after-response flusher (an internal extension or a thread), chosen during init.
         self.flusher: Any = None
+        self.watchdog: Any = None  # the timeout watchdog thread, started on first use
         self.flusher_chosen = False
 
     def init_start(self) -> float:
@@ -90,5 +91,6 @@ def reset() -> State:
     S.snapstart_hooked = old.snapstart_hooked
     S.init_end_hooked = old.init_end_hooked
     S.flusher = old.flusher
+    S.watchdog = old.watchdog
     S.flusher_chosen = old.flusher_chosen
     return S

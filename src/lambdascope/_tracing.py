@@ -82,6 +82,7 @@ class span:
                 _ids.new_span_id(), current_parent(inv), self.name, "internal",
                 dict(self.attributes),
             )
+            inv.open_spans[record.span_id] = record
             self._token = PARENT.set(record.span_id)
             bridge = _state.S.otel_bridge
             if bridge is not None and bridge.active:

@@ -25,7 +25,10 @@ def start(
     inv = CURRENT.get()
     if inv is None:
         return None
-    return inv, SpanRecord(_ids.new_span_id(), current_parent(inv), name, kind, attributes)
+    record = SpanRecord(_ids.new_span_id(), current_parent(inv), name, kind, attributes)
+    if inv.sampled:
+        inv.open_spans[record.span_id] = record
+    return inv, record
 
 
 def finish(
@@ -38,7 +41,7 @@ def finish(
     if error:
         record.status = "error"
     if inv.sampled:
-        inv.add_span(record)
+        inv.add_span(record)  # (no longer open)
 
 
 def traceparent(inv: Invocation, span_id: str) -> str:
