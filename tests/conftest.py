@@ -20,10 +20,12 @@ SCHEMA_PATH = ROOT / "src" / "lambdascope" / "schema" / "lambdascope-1.json"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_agent(monkeypatch: pytest.MonkeyPatch) -> Any:
+def _fresh_agent(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any) -> Any:
     for name in ("AWS_LAMBDA_INITIALIZATION_TYPE", "LAMBDASCOPE_EXPORTERS",
                  "LAMBDASCOPE_COLLECTOR_URL", "LAMBDASCOPE_DISABLED"):
         monkeypatch.delenv(name, raising=False)
+    # Each test gets a spool of its own: nothing undelivered leaks into the next test.
+    monkeypatch.setenv("LAMBDASCOPE_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
     testing.reset()
     yield
     testing.reset()

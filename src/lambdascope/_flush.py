@@ -14,7 +14,9 @@ def flush(timeout_ms: float | None = None) -> bool:
     ok = True
     try:
         for pipeline in list(_state.S.pipelines.values()):
-            if pipeline.retry and not pipeline.deliver([], timeout_ms, ignore_backoff=True):
+            if pipeline.has_waiting() and not pipeline.deliver(
+                [], timeout_ms, ignore_backoff=True
+            ):
                 ok = False
     except Exception as exc:
         internal_error("flush", exc)

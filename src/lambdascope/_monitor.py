@@ -395,8 +395,10 @@ def build_report(
         "dropped_spans": inv.dropped_spans,
         "logs": inv.logs,
     }
-    if pipeline.dropped_reports:
-        report["dropped_reports"] = pipeline.dropped_reports
+    if not snapshot:
+        dropped = pipeline.take_dropped()
+        if dropped:
+            report["dropped_reports"] = dropped
     if config.capture_event:
         report["event"] = inv.event
     return report

@@ -20,7 +20,7 @@ MAX_RETRY_QUEUE = 100
 #: Time kept back from the invocation's deadline when delivering before the handler returns.
 DEADLINE_MARGIN_MS = 50.0
 BACKOFF_MIN_S = 1.0
-BACKOFF_MAX_S = 60.0
+BACKOFF_MAX_S = 30.0
 
 
 class _Lane:
@@ -45,7 +45,14 @@ class Pipeline:
             os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")
         )
         self.exporters = build(config)
-        self.dropped_reports = 0
+        self.dropped_reports = 0  # reports dropped and not yet told in a report
+        self.spool: Any = None
+        try:
+            from ._spool import Spool
+
+            self.spool = Spool(config.spool_dir, config.spool_max_mb)
+        except Exception as exc:
+            internal_error("spool.init", exc)
         self.last_flush_ms = 0.0
         self._lanes: dict[int, _Lane] = {}
 
@@ -63,8 +70,28 @@ class Pipeline:
 
     @property
     def retry(self) -> list[tuple[Any, dict[str, Any], str]]:
-        """Undelivered reports, with the exporter each waits for."""
+        """Undelivered reports kept in memory (when the spool could not take them)."""
         return [(lane.exporter, r, line) for lane in self._lanes.values() for r, line in lane.queue]
+
+    def take_dropped(self) -> int:
+        """The count of dropped reports to tell in the next report (then zero)."""
+        spool = self.spool
+        if spool is not None and spool.dropped:
+            self.dropped_reports += spool.dropped
+            spool.dropped = 0
+        count, self.dropped_reports = self.dropped_reports, 0
+        return count
+
+    def has_waiting(self) -> bool:
+        if any(lane.queue for lane in self._lanes.values()):
+            return True
+        spool = self.spool
+        if spool is None:
+            return False
+        try:
+            return any(spool.pending(lane.exporter.name) for lane in self._lanes.values())
+        except OSError:
+            return False
 
     def _lane(self, exporter: Any) -> _Lane:
         lane = self._lanes.get(id(exporter))
@@ -106,8 +133,8 @@ class Pipeline:
             for lane in lanes:  # fresh reports first
                 if lines and not self._send(lane, reports, lines, deadline):
                     ok = False
-            for lane in lanes:  # then what waited, oldest first, as one batch
-                if lane.queue and not self._drain(lane, deadline):
+            for lane in lanes:  # then what waited, oldest first, in batches
+                if not self._drain(lane, deadline):
                     ok = False
         except Exception as exc:
             internal_error("deliver", exc)
@@ -138,6 +165,19 @@ class Pipeline:
         self, lane: _Lane, reports: list[dict[str, Any]], lines: list[str], deadline: float
     ) -> bool:
         if self._call(lane, reports, lines, deadline) is ExportResult.RETRY:
+            spool = self.spool
+            if spool is not None:
+                try:
+                    spool.put(lane.exporter.name, lines)
+                    return False
+                except OSError as exc:
+                    log_once(
+                        "spool-write",
+                        "lambdascope: cannot write to the spool at %s (%s); undelivered reports "
+                        "wait in memory instead",
+                        spool.directory,
+                        exc,
+                    )
             lane.queue.extend(zip(reports, lines))
             overflow = len(lane.queue) - MAX_RETRY_QUEUE
             if overflow > 0:  # drop the oldest first, and count them
@@ -152,13 +192,32 @@ class Pipeline:
         return True
 
     def _drain(self, lane: _Lane, deadline: float) -> bool:
-        queued = lane.queue
-        lane.queue = []
-        result = self._call(lane, [r for r, _ in queued], [line for _, line in queued], deadline)
-        if result is ExportResult.RETRY:
-            lane.queue = queued + lane.queue
+        ok = True
+        if lane.queue:
+            queued = lane.queue
+            lane.queue = []
+            result = self._call(
+                lane, [r for r, _ in queued], [line for _, line in queued], deadline
+            )
+            if result is ExportResult.RETRY:
+                lane.queue = queued + lane.queue
+                return False
+        spool = self.spool
+        if spool is None or time.monotonic() < lane.retry_at:
+            return ok
+        try:
+            while time.monotonic() < deadline:
+                claimed, lines = spool.claim(lane.exporter.name)
+                if not claimed:
+                    break
+                if self._call(lane, [], lines, deadline) is ExportResult.RETRY:
+                    spool.release(claimed)
+                    return False
+                spool.done(claimed)  # delivered, or refused for good (400/401/413)
+        except OSError as exc:
+            internal_error("spool.drain", exc)
             return False
-        return True
+        return ok
 
     def reset_connections(self) -> None:
         for exporter in self._exporters:

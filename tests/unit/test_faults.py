@@ -99,22 +99,41 @@ def test_one_exporter_failing_does_not_stop_the_others(
     assert len(path.read_text().splitlines()) == 2
 
 
-def test_exporter_answers_retry_forever(monkeypatch: Any, caplog: Any) -> None:
+def test_exporter_answers_retry_forever(monkeypatch: Any, caplog: Any, tmp_path: Any) -> None:
+    """The spool is bounded: the oldest reports go first, and the count travels in the next
+    report that gets through."""
     from lambdascope import _pipeline
-    from lambdascope.exporters.stdout import StdoutExporter
+    from lambdascope.exporters.memory import MemoryExporter
 
-    monkeypatch.setattr(StdoutExporter, "export", lambda *a, **k: ExportResult.RETRY)
-    monkeypatch.setattr(_pipeline, "MAX_RETRY_QUEUE", 4)
     monkeypatch.setattr(_pipeline, "BACKOFF_MIN_S", 0.0)
-    warnings = exercise(caplog)
-    # The drops are said once, not once per report.
-    assert [w.getMessage() for w in warnings] == [
-        "lambdascope: reports could not be delivered for a while; the oldest are being dropped "
-        "(counted in dropped_reports)"
-    ]
-    (pipeline,) = _state.S.pipelines.values()  # one pipeline for one configuration
-    assert len(pipeline.retry) == 4
-    assert pipeline.dropped_reports == 2
+    real_export = MemoryExporter.export
+    failing = {"on": True}
+
+    def flaky(self: Any, reports: Any, lines: Any, timeout_s: float) -> Any:
+        return ExportResult.RETRY if failing["on"] else real_export(self, reports, lines, timeout_s)
+
+    monkeypatch.setattr(MemoryExporter, "export", flaky)
+
+    @lambdascope.monitor(spool_dir=str(tmp_path / "spool"), spool_max_mb=0.006)
+    def handler(event: Any, context: Any) -> int:
+        lambdascope.label(f"n{event['n']:02d}")
+        return event["n"]
+
+    with capture_reports() as reports, caplog.at_level(logging.WARNING, logger="lambdascope"):
+        for n in range(8):
+            assert handler({"n": n}, fake_context()) == n
+        failing["on"] = False
+        assert handler({"n": 99}, fake_context()) == 99
+    said = [r for r in caplog.records if "spool" in r.getMessage() and "full" in r.getMessage()]
+    assert len(said) == 1  # said once, not once per report
+    fresh, *drained = reports
+    assert fresh["dropped_reports"] > 0
+    # Delivered: the fresh report, then what the bounded spool kept, oldest first.
+    kept = [r["labels"][0] for r in drained]
+    told = sum(r.get("dropped_reports", 0) for r in reports)
+    assert len(reports) + told == 9  # nothing lost but what the bound explains, and told
+    assert kept and kept == sorted(kept)  # the oldest were dropped, the rest came in order
+    assert kept[-1] == "n07"
 
 
 def test_report_serialisation_fails(monkeypatch: Any, caplog: Any) -> None:
