@@ -98,10 +98,10 @@ class Flusher:
 
     # -- called by the invocation (the handler's thread) ---------------------------------------
     def submit(
-        self, request_id: str | None, pipeline: Any, report: Any, deadline_ms: float | None
+        self, request_id: str | None, pipeline: Any, reports: list[Any], deadline_ms: float | None
     ) -> None:
         with self._cond:
-            self._jobs.append(_Job(request_id, pipeline, [report], deadline_ms))
+            self._jobs.append(_Job(request_id, pipeline, reports, deadline_ms))
             if request_id:
                 self._done.add(request_id)
             self._cond.notify()

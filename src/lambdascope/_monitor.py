@@ -58,6 +58,16 @@ def setup(config: Config) -> Any:
         from ._logs import install
 
         S.log_handler = install()
+    if S.breadcrumbs is None:
+        try:
+            from ._breadcrumb import Breadcrumbs, crashed_report
+
+            S.breadcrumbs = Breadcrumbs(config.spool_dir)
+            # Invocations of earlier processes of this sandbox that never ended.
+            S.crashed = [crashed_report(c, pipeline) for c in S.breadcrumbs.orphans()]
+        except Exception as exc:
+            S.breadcrumbs = False  # not available here: no crash reports, nothing else changes
+            internal_error("breadcrumbs", exc)
     if config.instrument:
         try:
             from .instrumentation import _http, instrument
@@ -178,6 +188,9 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
             inv.labels, S.pending_labels = S.pending_labels, []
         inv.res_start = S.sampler.start(pipeline.reuse_net)
         S.active[inv.trace_id] = inv
+        if S.breadcrumbs:
+            rss_kb = inv.res_start.rss_kb
+            S.breadcrumbs.enter(inv, rss_kb / 1024.0 if rss_kb else None, pipeline.memory_limit_mb)
         warning = config.timeout_warning_ms
         if warning and inv.timeout_ms is not None and inv.timeout_ms > warning:
             inv.thread_id = threading.get_ident()
@@ -207,9 +220,15 @@ def end(handle: Any, result: Any, exc: BaseException | None) -> None:
     end_wall = time.time()
     duration_ms = (t0 - inv.start_perf) * 1000.0
     inv.ended = True
-    watchdog = _state.S.watchdog
+    S = _state.S
+    watchdog = S.watchdog
     if watchdog is not None:
         watchdog.disarm(inv)
+    if S.breadcrumbs:
+        try:
+            S.breadcrumbs.leave()
+        except Exception as err:
+            internal_error("breadcrumbs.leave", err)
     try:
         if inv.otel_token is not None:
             _state.S.otel_bridge.detach(inv.otel_token)
@@ -225,14 +244,17 @@ def end(handle: Any, result: Any, exc: BaseException | None) -> None:
         report = build_report(inv, result, exc, end_wall, duration_ms)
         inv.agent_s += time.perf_counter() - t0
         report["agent"]["overhead"]["invocation_ms"] = round(inv.agent_s * 1000.0, 3)
+        reports = [report]
+        if S.crashed:  # reports of a dead earlier process, sent with the first one of this
+            reports, S.crashed = [*S.crashed, report], []
         flusher = S.flusher
         if flusher is not None and flusher.alive:
             deadline_ms = (
                 inv.start_wall * 1000.0 + inv.timeout_ms if inv.timeout_ms is not None else None
             )
-            flusher.submit(inv.request_id, inv.pipeline, report, deadline_ms)
+            flusher.submit(inv.request_id, inv.pipeline, reports, deadline_ms)
         else:
-            inv.pipeline.deliver([report], remaining_ms=inv.remaining_ms)
+            inv.pipeline.deliver(reports, remaining_ms=inv.remaining_ms)
     except Exception as err:
         internal_error("end", err)
 

@@ -68,6 +68,8 @@ class State:
         # The after-response flusher (an internal extension or a thread), chosen during init.
         self.flusher: Any = None
         self.watchdog: Any = None  # the timeout watchdog thread, started on first use
+        self.breadcrumbs: Any = None  # None: not set up yet; False: not available
+        self.crashed: list[Any] = []  # reports of invocations of dead earlier processes
         self.flusher_chosen = False
 
     def init_start(self) -> float:
