@@ -192,6 +192,42 @@ class Flusher:
             self._deliver_all()
 
 
+SIGTERM_BUDGET_MS = 400.0  # Lambda gives about 500 ms between SIGTERM and the kill
+
+
+def install_sigterm(flusher: Flusher) -> None:
+    """When a sandbox with an extension is stopped, its runtime process gets ``SIGTERM`` and
+    about 500 ms: deliver what is left then. A handler the user set stays in charge (called
+    after ours); with none, the default action follows. Python runs signal handlers on the main
+    thread, which awslambdaric leaves free on the python3.12 and later runtimes (it polls for
+    events from a thread there); on older ones the signal waits for the next event."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        return  # the user chose to ignore it: so do we
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        try:
+            flusher._deliver_all()
+            from ._flush import flush
+
+            flush(SIGTERM_BUDGET_MS)
+        except Exception as exc:
+            internal_error("sigterm.flush", exc)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            import os
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def choose(config: Any, environ: Any) -> Flusher | None:
     """The after-response flusher this sandbox allows, started; ``None`` to deliver in line."""
     if config.flush == "sync":
@@ -213,6 +249,10 @@ def choose(config: Any, environ: Any) -> Flusher | None:
     flusher = Flusher("extension")
     try:
         if flusher.start_extension(api):
+            try:
+                install_sigterm(flusher)
+            except Exception as exc:
+                internal_error("sigterm.install", exc)
             return flusher
     except Exception as exc:
         internal_error("extension.register", exc)
