@@ -41,6 +41,7 @@ class SpanRecord:
         "span_id",
         "start_ms",
         "status",
+        "trusted",
     )
 
     def __init__(
@@ -60,6 +61,9 @@ class SpanRecord:
         self._t0 = time.perf_counter()
         self.duration_ms: float | None = None
         self.status = "ok"
+        #: Attributes all set by the agent's instrumentation (names, ids, URLs): they get the
+        #: key and URL rules but not the free-text scrub.
+        self.trusted = False
 
     def finish(self, exc: BaseException | None = None) -> None:
         if self.duration_ms is None:

@@ -360,8 +360,9 @@ def build_report(
         else:
             inv.dropped_spans += 1
         children = sorted(inv.spans, key=lambda s: s.start_ms)
+        redact = pipeline.redactor.attributes
         for record in children:
-            record.attributes = pipeline.redactor.attributes(record.attributes)
+            record.attributes = redact(record.attributes, record.trusted)
             spans.append(record.as_dict())
         if snapshot:
             for record in list(inv.open_spans.values()):

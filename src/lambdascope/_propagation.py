@@ -89,14 +89,24 @@ def xray_header(env_header: str | None, trace_id: str, span_id: str, sampled: bo
     as the root when it can be one.
     """
     if env_header:
-        parts = [p.strip() for p in env_header.split(";") if p.strip()]
-        out = [p for p in parts if not p.startswith("Parent=")]
-        root_at = next((i for i, p in enumerate(out) if p.startswith("Root=")), None)
-        if root_at is None:
-            return None
-        out.insert(root_at + 1, f"Parent={span_id}")
-        return ";".join(out)
+        cut = _XRAY_CACHE.get(env_header)
+        if cut is None:
+            parts = [p.strip() for p in env_header.split(";") if p.strip()]
+            out = [p for p in parts if not p.startswith("Parent=")]
+            root_at = next((i for i, p in enumerate(out) if p.startswith("Root=")), None)
+            if root_at is None:
+                return None
+            before = ";".join(out[: root_at + 1]) + ";Parent="
+            after = "".join(";" + p for p in out[root_at + 1 :])
+            if len(_XRAY_CACHE) > 64:
+                _XRAY_CACHE.clear()
+            cut = _XRAY_CACHE[env_header] = (before, after)
+        return cut[0] + span_id + cut[1]
     return f"Root=1-{trace_id[:8]}-{trace_id[8:]};Parent={span_id};Sampled={int(sampled)}"
+
+
+# The runtime's header changes once per invocation; outgoing calls only swap its Parent.
+_XRAY_CACHE: dict[str, tuple[str, str]] = {}
 
 
 def _header(headers: Any, name: str) -> Any:

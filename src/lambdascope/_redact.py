@@ -126,7 +126,7 @@ class Redactor:
             return self.scrub(data)
         return data
 
-    def attributes(self, attrs: dict[str, Any]) -> dict[str, Any]:
+    def attributes(self, attrs: dict[str, Any], trusted: bool = False) -> dict[str, Any]:
         """Flat attribute maps: sensitive keys hidden, URL values stripped of secrets."""
         out: dict[str, Any] = {}
         for key, value in attrs.items():
@@ -136,7 +136,7 @@ class Redactor:
                 out[key] = redact_url(value)
             elif isinstance(value, str) and key in _QUERY_KEYS:
                 out[key] = _query_values(value)
-            elif isinstance(value, str):
+            elif isinstance(value, str) and (not trusted or key in _FREE_TEXT_KEYS):
                 out[key] = self.scrub(value)
             elif isinstance(value, (dict, list, tuple)):
                 out[key] = self.mapping(value)
@@ -164,6 +164,8 @@ SAFE_KEYS = frozenset(
         "aws.kms.key_id",
     )
 )
+# Free text even on spans whose other attributes the instrumentation set itself.
+_FREE_TEXT_KEYS = frozenset(("exception.message", "status.description"))
 _URL_KEYS = frozenset(("url.full", "http.url", "url.original", "http.target", "url.path"))
 _QUERY_KEYS = frozenset(("url.query", "http.query"))
 _USERINFO = re.compile(r"([a-zA-Z][\w+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")

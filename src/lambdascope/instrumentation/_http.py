@@ -22,7 +22,6 @@ from contextvars import ContextVar
 from typing import Any
 
 from .._invocation import SpanRecord
-from .._redact import redact_url
 
 #: The HTTP span in flight in this context (the outermost one).
 ACTIVE: ContextVar[SpanRecord | None] = ContextVar("lambdascope_http_span", default=None)
@@ -110,7 +109,7 @@ def is_excluded(host: str | None, port: int | None) -> bool:
 def request_attributes(
     method: str, url: str, host: str | None, port: int | None
 ) -> dict[str, Any]:
-    full = redact_url(url)
+    full = url  # redacted (query values, user info) when the report is built
     attrs: dict[str, Any] = {
         "http.request.method": method,
         "url.full": full,

@@ -26,6 +26,7 @@ def start(
     if inv is None:
         return None
     record = SpanRecord(_ids.new_span_id(), current_parent(inv), name, kind, attributes)
+    record.trusted = True
     if inv.sampled:
         inv.open_spans[record.span_id] = record
     return inv, record

@@ -17,7 +17,6 @@ from . import _http, _spans, _suppress
 from ._base import Instrumentor
 
 _ATTR = "_lambdascope_span"
-_SET = "_lambdascope_headers_set"  # header names the caller set on the request in progress
 
 
 def _target(instance: Any) -> Any:
@@ -40,7 +39,6 @@ class HttpClientInstrumentor(Instrumentor):
         # request() goes through putrequest/putheader/endheaders, and so do callers that build
         # requests by hand (xmlrpc.client, older SDKs): wrapping those covers both.
         self.wrap(module.HTTPConnection, "putrequest", self._putrequest)
-        self.wrap(module.HTTPConnection, "putheader", self._putheader)
         self.wrap(module.HTTPConnection, "endheaders", self._endheaders)
         self.wrap(module.HTTPConnection, "getresponse", self._getresponse)
         self.wrap(module.HTTPConnection, "connect", self._connect)
@@ -65,30 +63,22 @@ class HttpClientInstrumentor(Instrumentor):
                 handle = _spans.start(method, _http.request_attributes(method, url, host, port))
                 if handle is not None:
                     instance.__dict__[_ATTR] = handle
-                    instance.__dict__[_SET] = set()
         except Exception as exc:
             from .._guard import internal_error
 
             internal_error("http.client.putrequest", exc)
         return result
 
-    def _putheader(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        seen = instance.__dict__.get(_SET)
-        if seen is not None and args:
-            name = args[0].decode("latin-1") if isinstance(args[0], bytes) else str(args[0])
-            seen.add(name.lower())
-        return wrapped(*args, **kwargs)
-
     def _endheaders(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         handle = instance.__dict__.get(_ATTR)
         if handle is None or not self.enabled:
             return wrapped(*args, **kwargs)
         try:
-            seen = instance.__dict__.pop(_SET, set())
-            put = getattr(instance.putheader, "__wrapped__", instance.putheader)
+            # The header lines put so far (http.client keeps them until endheaders sends them).
+            buffered = b"\r\n".join(getattr(instance, "_buffer", ())).lower()
             for name, value in _http.outgoing_headers(handle[0], handle[1].span_id).items():
-                if name.lower() not in seen:
-                    put(name, value)
+                if b"\r\n" + name.lower().encode() + b":" not in buffered:
+                    instance.putheader(name, value)
         except Exception as exc:
             from .._guard import internal_error
 
