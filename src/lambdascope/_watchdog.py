@@ -27,6 +27,7 @@ class Watchdog:
     def __init__(self) -> None:
         self._event = threading.Event()
         self._armed: Any = None
+        self._last_fire_at: float | None = None
         self._sleeping_until: float | None = None
         self._thread = threading.Thread(target=self._run, name="lambdascope-timeout", daemon=True)
         self._thread.start()
@@ -34,6 +35,7 @@ class Watchdog:
     def arm(self, inv: Any, fire_at: float) -> None:
         inv.fire_at = fire_at
         self._armed = inv
+        self._last_fire_at = fire_at
         until = self._sleeping_until
         if until is None or fire_at < until:
             self._event.set()
@@ -46,17 +48,25 @@ class Watchdog:
         SUPPRESS.set(ALL)  # the watchdog's own delivery is never traced
         while True:
             inv = self._armed
-            if inv is None:
+            # With nothing armed, sleep until the last armed moment anyway: the next invocation
+            # almost always fires later, so arming it needs no wake-up (a wake-up per invocation
+            # would cost far more than the watchdog itself).
+            target = inv.fire_at if inv is not None else self._last_fire_at
+            if target is None:
                 self._sleeping_until = None
                 self._event.wait()
                 self._event.clear()
                 continue
-            delay = inv.fire_at - time.monotonic()
+            delay = target - time.monotonic()
             if delay > 0:
-                self._sleeping_until = inv.fire_at
+                self._sleeping_until = target
                 if self._event.wait(delay):
                     self._event.clear()
                 continue  # look again: re-armed, disarmed, or time is up
+            if inv is None:
+                if self._last_fire_at == target:
+                    self._last_fire_at = None
+                continue
             if self._armed is inv and not inv.ended:
                 self._armed = None
                 try:
