@@ -21,18 +21,25 @@ MAX_RETRY_QUEUE = 100
 DEADLINE_MARGIN_MS = 50.0
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
+#: How often a process looks for reports others left in the spool when it left none itself.
+SPOOL_LOOK_S = 10.0
 
 
 class _Lane:
     """One exporter with its own queue of undelivered reports and its back-off."""
 
-    __slots__ = ("backoff_s", "exporter", "queue", "retry_at")
+    __slots__ = ("backoff_s", "exporter", "look_at", "queue", "retry_at", "spooled")
 
     def __init__(self, exporter: Any) -> None:
         self.exporter = exporter
         self.queue: list[tuple[dict[str, Any], str]] = []
         self.retry_at = 0.0
         self.backoff_s = 0.0
+        # Whether this process left reports in the spool, and when to look at it anyway (other
+        # processes sharing it, an earlier process of the sandbox): never a directory listing
+        # per invocation.
+        self.spooled = False
+        self.look_at = 0.0
 
 
 class Pipeline:
@@ -129,7 +136,7 @@ class Pipeline:
             lanes = [self._lane(e) for e in self._exporters]
             if ignore_backoff:
                 for lane in lanes:
-                    lane.retry_at = 0.0
+                    lane.retry_at = lane.look_at = 0.0
             for lane in lanes:  # fresh reports first
                 if lines and not self._send(lane, reports, lines, deadline):
                     ok = False
@@ -169,6 +176,7 @@ class Pipeline:
             if spool is not None:
                 try:
                     spool.put(lane.exporter.name, lines)
+                    lane.spooled = True
                     return False
                 except OSError as exc:
                     log_once(
@@ -203,12 +211,15 @@ class Pipeline:
                 lane.queue = queued + lane.queue
                 return False
         spool = self.spool
-        if spool is None or time.monotonic() < lane.retry_at:
+        now = time.monotonic()
+        if spool is None or now < lane.retry_at or (not lane.spooled and now < lane.look_at):
             return ok
+        lane.look_at = now + SPOOL_LOOK_S
         try:
             while time.monotonic() < deadline:
                 claimed, lines = spool.claim(lane.exporter.name)
                 if not claimed:
+                    lane.spooled = False
                     break
                 if self._call(lane, [], lines, deadline) is ExportResult.RETRY:
                     spool.release(claimed)
