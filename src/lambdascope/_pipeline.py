@@ -11,7 +11,7 @@ from . import _coldstart
 from ._config import DEFAULT_REDACT, Config
 from ._guard import internal_error, log_once
 from ._redact import Redactor
-from ._report import dumps, function_info
+from ._report import MAX_REPORT_BYTES, dumps, function_info, prune
 from .exporters import ExportResult, build
 from .instrumentation._suppress import ALL
 from .instrumentation._suppress import LEVEL as SUPPRESS
@@ -111,7 +111,10 @@ class Pipeline:
         self.redactor = Redactor(DEFAULT_REDACT + tuple(self.config.redact))
 
     def serialise(self, report: dict[str, Any]) -> str:
-        return self.redactor.text(dumps(report))
+        line = dumps(report)
+        if len(line) > MAX_REPORT_BYTES:
+            line = prune(report, line)
+        return self.redactor.text(line)
 
     def deliver(
         self,

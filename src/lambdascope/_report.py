@@ -113,3 +113,54 @@ def dumps(report: dict[str, Any]) -> str:
         return _ENCODER.encode(report)
     except (TypeError, ValueError, RecursionError):
         return _ENCODER.encode(_fix(report))
+
+
+#: The largest serialised report sent; bigger ones are pruned (a collector answers 413 otherwise).
+MAX_REPORT_BYTES = 256 * 1024
+
+
+def prune(report: dict[str, Any], line: str, max_bytes: int = MAX_REPORT_BYTES) -> str:
+    """Cut a report that serialises past ``max_bytes``, least valuable first: the captured event,
+    successful child spans (latest first), log records (oldest kept), metrics, then the
+    attributes of the spans left. The invocation, error, timeout and resource facts, the root
+    span and spans with errors are never pruned. Dropped spans are counted in ``dropped_spans``.
+    """
+    if len(line) <= max_bytes:
+        return line
+    if report.pop("event", None) is not None:
+        line = dumps(report)
+    spans = report.get("spans") or []
+    if len(line) > max_bytes and len(spans) > 1:
+        root, children = spans[0], spans[1:]
+        errors = [s for s in children if s.get("status") == "error"]
+        ok = [s for s in children if s.get("status") != "error"]
+        # Estimate how many successful spans fit, then trim.
+        per = max(1, (len(line) - 2) // max(1, len(spans)))
+        excess = len(line) - max_bytes
+        cut = min(len(ok), excess // per + 1)
+        if cut:
+            report["dropped_spans"] = int(report.get("dropped_spans") or 0) + cut
+            kept = ok[: len(ok) - cut]
+            report["spans"] = [root, *sorted(kept + errors, key=lambda s: s.get("start_ms", 0))]
+            line = dumps(report)
+    for key, keep in (("logs", 20), ("metrics", 100)):
+        if len(line) > max_bytes and len(report.get(key) or []) > keep:
+            report[key] = report[key][-keep:] if key == "logs" else report[key][:keep]
+            line = dumps(report)
+    if len(line) > max_bytes:
+        for span in report.get("spans") or []:
+            attrs = span.get("attributes") or {}
+            span["attributes"] = {
+                k: v for k, v in attrs.items()
+                if not isinstance(v, str) or len(v) <= 256
+            }
+        line = dumps(report)
+    if len(line) > max_bytes:  # still too big: only the facts and the root span go
+        report["dropped_spans"] = int(report.get("dropped_spans") or 0) + max(
+            0, len(report.get("spans") or []) - 1
+        )
+        report["spans"] = (report.get("spans") or [])[:1]
+        report["logs"] = (report.get("logs") or [])[-5:]
+        report["metrics"] = (report.get("metrics") or [])[:20]
+        line = dumps(report)
+    return line
