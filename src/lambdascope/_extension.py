@@ -56,6 +56,10 @@ class Flusher:
         self._api = ""
         self._id = ""
         self.alive = False
+        #: The runtime client tells when it asks for its next event (the agent hooks it): the
+        #: report is then delivered only once the response is posted, so the delivery thread
+        #: never competes with the runtime for the interpreter while the caller waits.
+        self.runtime_tells = False
 
     # -- set-up ---------------------------------------------------------------------------
     def start_extension(self, api: str) -> bool:
@@ -102,14 +106,19 @@ class Flusher:
     ) -> None:
         with self._cond:
             self._jobs.append(_Job(request_id, pipeline, reports, deadline_ms))
-            if request_id:
+            if request_id and not self.runtime_tells:
+                if len(self._done) > 256:
+                    self._done.clear()
                 self._done.add(request_id)
-            self._cond.notify()
+                self._cond.notify()
 
     def finished(self, request_id: str | None) -> None:
-        """An invocation ended without a report (it ran unmonitored): stop waiting for one."""
+        """An invocation is over (the runtime asks for the next event, or it ran unmonitored):
+        stop waiting for its report."""
         if request_id:
             with self._cond:
+                if len(self._done) > 256:  # ids told after their INVOKE was handled linger
+                    self._done.clear()
                 self._done.add(request_id)
                 self._cond.notify()
 

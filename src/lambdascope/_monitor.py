@@ -442,6 +442,8 @@ def choose_flusher(config: Config) -> None:
         from ._extension import choose
 
         S.flusher = choose(config, os.environ)
+        if S.flusher is not None and S.flusher.mode == "extension":
+            S.flusher.runtime_tells = S.init_end_hooked
     except Exception as exc:
         internal_error("flusher.choose", exc)
 
@@ -486,25 +488,31 @@ def hook_init_end() -> None:
             continue
         original = cls.__dict__["wait_next_invocation"]
 
-        _install_first_wait(cls, original)
+        _install_runtime_next(cls, original)
         S.init_end_hooked = True
         return
 
 
-def _install_first_wait(cls: Any, original: Any) -> None:
-    def first_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+def _install_runtime_next(cls: Any, original: Any) -> None:
+    bootstrap = sys.modules.get("awslambdaric.bootstrap") or sys.modules.get("bootstrap")
+
+    def runtime_next(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            if cls.__dict__.get("wait_next_invocation") is first_wait:
-                cls.wait_next_invocation = original
             state = _state.S
-            if state.first_invocation and state.restored_at is None:
-                state.init_end = time.time()
+            if state.first_invocation and state.restored_at is None and not state.init_end_exact:
+                state.init_end = time.time()  # the first request for an event ends init
                 state.init_end_exact = True
+            flusher = state.flusher
+            if flusher is not None:
+                # The runtime asks for the next event: the invocation it just ran is over. If it
+                # made no report (its handler was not the monitored one), the extension must not
+                # wait for one.
+                flusher.finished(getattr(bootstrap, "_GLOBAL_AWS_REQUEST_ID", None))
         except Exception as exc:
-            internal_error("init_end.hook", exc)
+            internal_error("runtime_next.hook", exc)
         return original(self, *args, **kwargs)
 
-    cls.wait_next_invocation = first_wait
+    cls.wait_next_invocation = runtime_next
 
 
 # -- SnapStart ----------------------------------------------------------------------------

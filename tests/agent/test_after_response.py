@@ -100,3 +100,15 @@ def test_sync_flush_makes_the_caller_wait(
     assert lam.invoke({}).ok
     assert time.monotonic() - t0 >= 0.3
     assert [e["name"] for e in lam.api.extensions] == []  # no extension registered
+
+
+def test_an_unmonitored_handler_in_a_monitored_module_is_not_held(sandboxes: Any) -> None:
+    """The module decorates one function (so the agent's extension registers), but the function
+    Lambda calls is another: the sandbox must be idle right after each response, not at the
+    deadline."""
+    lam = sandboxes("two_handlers.plain")
+    for _ in range(3):
+        t0 = time.monotonic()
+        assert lam.invoke({}, timeout_s=5.0).ok
+        assert lam.sandbox.wait_idle(3.0)
+        assert time.monotonic() - t0 < 1.0
