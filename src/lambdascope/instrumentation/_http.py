@@ -170,3 +170,33 @@ class Timer:
 
     def ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000.0
+
+
+def call_in_span(
+    handle: Any, wrapped: Any, args: Any, kwargs: Any, status_of: Any, resends_of: Any
+) -> Any:
+    """Run an HTTP library's call inside its client span: lower HTTP layers make no span but
+    report their connection timing into it; the response's status (and resend count) close it;
+    an exception marks it and propagates unchanged."""
+    from . import _spans, _suppress
+
+    record = handle[1]
+    token = ACTIVE.set(record)
+    try:
+        with _suppress.suppressed(_suppress.HTTP):
+            response = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        set_error(record, exc)
+        _spans.finish(handle, exc)
+        raise
+    finally:
+        ACTIVE.reset(token)
+    try:
+        error = set_status(record, int(status_of(response) or 0))
+        resends = resends_of(response)
+        if resends:
+            record.attributes["http.request.resend_count"] = resends
+    except Exception:
+        error = False
+    _spans.finish(handle, error=error)
+    return response

@@ -53,21 +53,8 @@ class RequestsInstrumentor(Instrumentor):
             handle = None
         if handle is None:
             return wrapped(*args, **kwargs)
-        token = _http.ACTIVE.set(handle[1])
-        try:
-            with _suppress.suppressed(_suppress.HTTP):
-                response = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            _http.set_error(handle[1], exc)
-            _spans.finish(handle, exc)
-            raise
-        finally:
-            _http.ACTIVE.reset(token)
-        try:
-            error = _http.set_status(handle[1], int(response.status_code))
-            if response.history:
-                handle[1].attributes["http.request.resend_count"] = len(response.history)
-        except Exception:
-            error = False
-        _spans.finish(handle, error=error)
-        return response
+        return _http.call_in_span(
+            handle, wrapped, args, kwargs,
+            lambda response: response.status_code,
+            lambda response: len(response.history),
+        )

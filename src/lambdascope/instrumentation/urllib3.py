@@ -56,26 +56,7 @@ class Urllib3Instrumentor(Instrumentor):
             handle = None
         if handle is None:
             return wrapped(*args, **kwargs)
-        token = _http.ACTIVE.set(handle[1])
-        try:
-            with _suppress.suppressed(_suppress.HTTP):
-                response = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            _http.set_error(handle[1], exc)
-            _spans.finish(handle, exc)
-            raise
-        finally:
-            _http.ACTIVE.reset(token)
-        try:
-            error = _http.set_status(handle[1], int(getattr(response, "status", 0) or 0))
-            retries = getattr(response, "retries", None)
-            history = getattr(retries, "history", None)
-            if history:
-                handle[1].attributes["http.request.resend_count"] = len(history)
-        except Exception:
-            error = False
-        _spans.finish(handle, error=error)
-        return response
+        return _http.call_in_span(handle, wrapped, args, kwargs, _status, _resends)
 
     # -- connection timing (urllib3 overrides http.client's connect) ------------------------
     def _new_conn(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -104,6 +85,15 @@ class Urllib3Instrumentor(Instrumentor):
             tcp = instance.__dict__.pop(_TCP, None)
             if tcp is not None:
                 _http.add_connection_time(target, _http.TLS_MS, total - tcp)
+
+
+def _status(response: Any) -> Any:
+    return getattr(response, "status", 0)
+
+
+def _resends(response: Any) -> int:
+    history = getattr(getattr(response, "retries", None), "history", None)
+    return len(history) if history else 0
 
 
 def _inject(args: Any, kwargs: Any, extra: dict[str, str]) -> tuple[Any, Any]:
