@@ -208,7 +208,7 @@ def inject(service: str, operation: str, params: Any, inv: Any, span_id: str) ->
         return params, 0
     value = traceparent(inv, span_id)
     skipped = 0
-    if service == "sqs" and operation == "SendMessage":
+    if (service, operation) in (("sqs", "SendMessage"), ("sns", "Publish")):
         params = dict(params)
         params["MessageAttributes"], ok = _add_attribute(
             params.get("MessageAttributes"), value, "StringValue"
@@ -217,12 +217,6 @@ def inject(service: str, operation: str, params: Any, inv: Any, span_id: str) ->
     elif service == "sqs" and operation == "SendMessageBatch":
         params = dict(params)
         params["Entries"], skipped = _add_to_entries(params.get("Entries"), value)
-    elif service == "sns" and operation == "Publish":
-        params = dict(params)
-        params["MessageAttributes"], ok = _add_attribute(
-            params.get("MessageAttributes"), value, "StringValue"
-        )
-        skipped += not ok
     elif service == "sns" and operation == "PublishBatch":
         params = dict(params)
         params["PublishBatchRequestEntries"], skipped = _add_to_entries(
