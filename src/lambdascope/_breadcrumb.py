@@ -16,7 +16,10 @@ import os
 import time
 from typing import Any
 
-_PAD = 512  # a breadcrumb is written over the same bytes each time
+_SIZE = 1024  # the breadcrumb file; mapped once, written in place
+_LINE = 512  # the invocation's line, then the line of the span last opened
+_PLAIN = frozenset("0123456789abcdefABCDEF-_.:")
+_environ = os.environ
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -29,6 +32,10 @@ def _start_ticks(pid: int) -> str | None:
 
 
 class Breadcrumbs:
+    """One process's breadcrumb: a small file mapped into memory (``MAP_SHARED``), so writing
+    it is a memory copy with no system call, and what was written survives the process: the
+    page belongs to the file. Where the file cannot be mapped, ``pwrite`` stands in."""
+
     def __init__(self, spool_dir: str) -> None:
         self.directory = os.path.join(spool_dir, "inflight")
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -38,26 +45,86 @@ class Breadcrumbs:
         self._fd = os.open(
             self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600
         )
-        self._blank = b" " * _PAD
+        os.ftruncate(self._fd, _SIZE)
+        self._blank = b" " * _LINE
+        self._map: Any = None
+        try:
+            import mmap
+
+            self._map = mmap.mmap(self._fd, _SIZE)
+        except (ImportError, OSError, ValueError):
+            self._map = None
+        self._put(0, self._blank)
+        self._put(_LINE, self._blank)
+        self._span_id: str | None = None
+
+    def _put(self, at: int, data: bytes) -> None:
+        if len(data) < _LINE:
+            data = data.ljust(_LINE - 1) + b"\n"
+        elif len(data) > _LINE:
+            return  # never a torn line; the earlier one stands
+        if self._map is not None:
+            self._map[at : at + _LINE] = data
+        else:
+            os.pwrite(self._fd, data, at)
 
     def enter(self, inv: Any, rss_mb: float | None, memory_limit_mb: float | None) -> None:
-        data = (
-            '{"request_id":%s,"start_ms":%.3f,"timeout_ms":%s,"rss_mb":%s,"limit_mb":%s,'
-            '"trace_id":"%s","span_id":%s}'
-            % (
-                json.dumps(inv.request_id),
-                inv.start_wall * 1000.0,
-                "null" if inv.timeout_ms is None else "%.0f" % inv.timeout_ms,
-                "null" if rss_mb is None else "%.2f" % rss_mb,
-                "null" if not memory_limit_mb else "%d" % memory_limit_mb,
-                inv.trace_id,
-                json.dumps(inv.root_span_id),
-            )
-        ).encode()
-        os.pwrite(self._fd, data.ljust(_PAD) if len(data) < _PAD else data, 0)
+        rid = inv.request_id
+        if not _PLAIN.issuperset(rid):  # request ids are UUIDs; anything else is escaped
+            rid = json.dumps(rid)[1:-1]
+        xray = _environ.get("_X_AMZN_TRACE_ID") or ""  # the trace Lambda gave the invocation
+        if len(xray) > 200 or '"' in xray or "\\" in xray:
+            xray = ""
+        self._put(
+            0,
+            (
+                '{"request_id":"%s","start_ms":%.3f,"timeout_ms":%s,"rss_mb":%s,"limit_mb":%s,'
+                '"xray":"%s"}'
+                % (
+                    rid,
+                    inv.start_wall * 1000.0,
+                    "null" if inv.timeout_ms is None else "%d" % inv.timeout_ms,
+                    "null" if rss_mb is None else "%.2f" % rss_mb,
+                    "null" if not memory_limit_mb else "%d" % memory_limit_mb,
+                    xray,
+                )
+            ).encode(),
+        )
+        if self._span_id is not None:
+            self._span_id = None
+            self._put(_LINE, self._blank)
+
+    def span_started(self, inv: Any, record: Any) -> None:
+        """A span of the invocation opened: the crash report can name the call in flight."""
+        self._span_id = record.span_id
+        self._put(
+            _LINE,
+            (
+                '{"trace_id":"%s","root_span_id":"%s","span_id":"%s","name":%s,"start_ms":%.3f}'
+                % (
+                    inv.trace_id,
+                    inv.root_span_id,
+                    record.span_id,
+                    json.dumps(record.name[:200]),
+                    record.start_ms,
+                )
+            ).encode(),
+        )
+
+    def span_ended(self, inv: Any, record: Any) -> None:
+        if self._span_id == record.span_id:
+            parent = inv.open_spans.get(record.parent_span_id)
+            if parent is not None:  # the span it was opened under is still in flight
+                self.span_started(inv, parent)
+            else:
+                self._span_id = None
+                self._put(_LINE, self._blank)
 
     def leave(self) -> None:
-        os.pwrite(self._fd, self._blank, 0)
+        self._put(0, self._blank)
+        if self._span_id is not None:
+            self._span_id = None
+            self._put(_LINE, self._blank)
 
     def orphans(self) -> list[dict[str, Any]]:
         """Breadcrumbs of processes that are gone with an invocation in flight (removed)."""
@@ -75,18 +142,27 @@ class Breadcrumbs:
                 continue  # that process is alive (Managed Instances: a sibling)
             try:
                 with open(path, "rb") as fh:
-                    raw = fh.read().strip()
+                    raw = fh.read()
                 os.unlink(path)
             except FileNotFoundError:
                 continue  # another new process took it
-            if not raw:
+            lines = [line.strip(b" \0") for line in raw.split(b"\n")]
+            if not lines or not lines[0]:
                 continue
             try:
-                crumb = json.loads(raw)
+                crumb = json.loads(lines[0])
             except ValueError:
                 continue
-            if isinstance(crumb, dict) and crumb.get("request_id"):
-                found.append(crumb)
+            if not isinstance(crumb, dict) or not crumb.get("request_id"):
+                continue
+            if len(lines) > 1 and lines[1]:
+                try:
+                    span = json.loads(lines[1])
+                except ValueError:
+                    span = None
+                if isinstance(span, dict):
+                    crumb["span"] = span
+            found.append(crumb)
         return found
 
 
@@ -106,6 +182,22 @@ def crashed_report(crumb: dict[str, Any], pipeline: Any) -> dict[str, Any]:
         cause = "the process was stopped at the invocation's deadline"
     else:
         cause = "the process ended during the invocation (a native crash, os._exit or a kill)"
+    span = crumb.get("span") if isinstance(crumb.get("span"), dict) else {}
+    if span.get("name"):
+        at = span.get("start_ms")
+        after = f" ({float(at) - start:.0f} ms after the start)" if at is not None else ""
+        cause += f"; in flight: {str(span['name'])[:200]}{after}"
+    trace_id = span.get("trace_id")
+    if not trace_id:  # no span was opened: the trace the runtime gave the invocation
+        from ._propagation import parse_xray
+
+        ctx = parse_xray(crumb.get("xray"))
+        if ctx is not None:
+            trace_id = ctx.trace_id
+        else:
+            from ._ids import new_trace_id
+
+            trace_id = new_trace_id()
     function = dict(pipeline.function)
     function["memory_limit_mb"] = limit or function.get("memory_limit_mb")
     resources = {key: None for key in (
@@ -142,7 +234,7 @@ def crashed_report(crumb: dict[str, Any], pipeline: Any) -> dict[str, Any]:
         "resources": resources,
         "metrics": [],
         "labels": [],
-        "trace": {"trace_id": crumb.get("trace_id"), "span_id": crumb.get("span_id"),
+        "trace": {"trace_id": trace_id, "span_id": span.get("root_span_id"),
                   "parent_span_id": None},
         "spans": [],
         "dropped_spans": 0,

@@ -22,6 +22,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ._guard import internal_error, log_once
@@ -36,7 +37,11 @@ class _Job:
     __slots__ = ("deadline_ms", "pipeline", "reports", "request_id")
 
     def __init__(
-        self, request_id: str | None, pipeline: Any, reports: list[Any], deadline_ms: float | None
+        self,
+        request_id: str | None,
+        pipeline: Any,
+        reports: list[Any] | Callable[[], list[Any]],
+        deadline_ms: float | None,
     ) -> None:
         self.request_id = request_id
         self.pipeline = pipeline
@@ -60,6 +65,17 @@ class Flusher:
         #: report is then delivered only once the response is posted, so the delivery thread
         #: never competes with the runtime for the interpreter while the caller waits.
         self.runtime_tells = False
+        #: Run on the flusher's thread once an invocation's reports are delivered, before the
+        #: extension asks for the next event (the sandbox cannot run another invocation then):
+        #: the agent takes the next invocation's starting resource readings there.
+        self.on_idle: Callable[[Any], None] | None = None
+
+    @property
+    def defers(self) -> bool:
+        """Whether reports may be built after the response: only when nothing can run in
+        between, i.e. an internal extension whose next event waits for the delivery, and
+        which hears from the runtime client when the response has been posted."""
+        return self.alive and self.mode == "extension" and self.runtime_tells
 
     # -- set-up ---------------------------------------------------------------------------
     def start_extension(self, api: str) -> bool:
@@ -102,8 +118,14 @@ class Flusher:
 
     # -- called by the invocation (the handler's thread) ---------------------------------------
     def submit(
-        self, request_id: str | None, pipeline: Any, reports: list[Any], deadline_ms: float | None
+        self,
+        request_id: str | None,
+        pipeline: Any,
+        reports: list[Any] | Callable[[], list[Any]],
+        deadline_ms: float | None,
     ) -> None:
+        """Queue an invocation's reports, or (``reports`` callable, where :attr:`defers`) the
+        function that builds them on the flusher's thread."""
         with self._cond:
             self._jobs.append(_Job(request_id, pipeline, reports, deadline_ms))
             if request_id and not self.runtime_tells:
@@ -123,19 +145,27 @@ class Flusher:
                 self._cond.notify()
 
     # -- the flusher's thread ---------------------------------------------------------------
-    def _deliver_all(self) -> None:
+    def _deliver_all(self) -> Any:
+        """Build and deliver every queued job; returns the pipeline of the last one (or None)."""
+        last = None
         while True:
             with self._cond:
                 if not self._jobs:
-                    return
+                    return last
                 job = self._jobs.popleft()
+            try:
+                reports = job.reports() if callable(job.reports) else job.reports
+            except Exception as exc:
+                internal_error("flusher.build", exc)
+                continue
             remaining = None
             if job.deadline_ms is not None:
                 remaining = job.deadline_ms - time.time() * 1000.0
             try:
-                job.pipeline.deliver(job.reports, remaining_ms=remaining)
+                job.pipeline.deliver(reports, remaining_ms=remaining)
             except Exception as exc:  # deliver() never raises; belt and braces
                 internal_error("flusher.deliver", exc)
+            last = job.pipeline
 
     def _run_thread(self) -> None:
         SUPPRESS.set(ALL)
@@ -145,18 +175,29 @@ class Flusher:
                     self._cond.wait()
             self._deliver_all()
 
-    def _next_event(self, conn: Any) -> dict[str, Any] | None:
+    def _ask_next(self, conn: Any) -> None:
         conn.request(
             "GET",
             "/2020-01-01/extension/event/next",
             headers={"Lambda-Extension-Identifier": self._id},
         )
+
+    def _read_event(self, conn: Any) -> dict[str, Any] | None:
         resp = conn.getresponse()
         body = resp.read()
         if resp.status != 200:
             raise RuntimeError(f"extension next answered {resp.status}")
         event = json.loads(body or b"{}")
         return event if isinstance(event, dict) else None
+
+    def _wait_told(self) -> None:
+        """Block (without the interpreter lock) until the runtime client has finished an
+        invocation: the event that started it then sits unread in the socket's buffer. Reading
+        it only now keeps this thread asleep for the whole invocation, so it never competes with
+        the handler or with posting the response."""
+        with self._cond:
+            while not self._done:
+                self._cond.wait()
 
     def _run_extension(self) -> None:
         import http.client
@@ -166,7 +207,10 @@ class Flusher:
         failures = 0
         while True:
             try:
-                event = self._next_event(conn)
+                self._ask_next(conn)
+                if self.runtime_tells:
+                    self._wait_told()
+                event = self._read_event(conn)
                 failures = 0
             except Exception as exc:
                 conn.close()
@@ -197,8 +241,18 @@ class Flusher:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-                self._done.discard(request_id)
-            self._deliver_all()
+                if self.runtime_tells:
+                    # Nothing can run before this thread asks for the next event: every id told
+                    # so far belongs to an invocation that is over.
+                    self._done.clear()
+                else:
+                    self._done.discard(request_id)
+            pipeline = self._deliver_all()
+            if pipeline is not None and self.on_idle is not None:
+                try:
+                    self.on_idle(pipeline)
+                except Exception as exc:
+                    internal_error("flusher.idle", exc)
 
 
 SIGTERM_BUDGET_MS = 400.0  # Lambda gives about 500 ms between SIGTERM and the kill
@@ -237,8 +291,16 @@ def install_sigterm(flusher: Flusher) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def choose(config: Any, environ: Any) -> Flusher | None:
-    """The after-response flusher this sandbox allows, started; ``None`` to deliver in line."""
+def choose(
+    config: Any,
+    environ: Any,
+    runtime_tells: bool = False,
+    on_idle: Callable[[Any], None] | None = None,
+) -> Flusher | None:
+    """The after-response flusher this sandbox allows, started; ``None`` to deliver in line.
+
+    ``runtime_tells``: the agent hooks the runtime client's request for its next event (see
+    :attr:`Flusher.runtime_tells`); ``on_idle``: see :attr:`Flusher.on_idle`."""
     if config.flush == "sync":
         return None
     api = environ.get("AWS_LAMBDA_RUNTIME_API")
@@ -256,6 +318,8 @@ def choose(config: Any, environ: Any) -> Flusher | None:
             )
         return None
     flusher = Flusher("extension")
+    flusher.runtime_tells = runtime_tells
+    flusher.on_idle = on_idle
     try:
         if flusher.start_extension(api):
             try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from contextvars import ContextVar
 from typing import Any
 
 from . import _state
+
+_RESOLVE_LOCK = threading.Lock()
 
 MAX_METRICS = 1000
 MAX_LABELS = 100
@@ -95,52 +98,60 @@ class Invocation:
 
     __slots__ = (
         "_context",
+        "_links",
+        "_parent_span_id",
+        "_resolved",
+        "_root_span_id",
+        "_sampled",
+        "_trace_id",
         "agent_s",
-        "batch_size",
         "config",
         "dropped_spans",
         "ended",
         "event",
+        "event_ref",
         "fire_at",
         "first",
         "labels",
-        "links",
         "logs",
         "metrics",
+        "name",
+        "oldest_ms",
         "open_spans",
         "otel_token",
-        "parent_span_id",
         "pipeline",
-        "proactive_init",
+        "remote_source",
         "request_id",
         "res_start",
         "root",
-        "root_span_id",
-        "sampled",
         "spans",
         "start_perf",
         "start_wall",
         "thread_id",
         "timed_out",
         "timeout_ms",
-        "trace_id",
         "trigger",
         "verdict",
     )
 
-    def __init__(self, request_id: str, context: Any, trace_id: str) -> None:
+    def __init__(self, request_id: str, context: Any, event: Any = None) -> None:
         self.start_wall = time.time()
         self.start_perf = time.perf_counter()
         self.request_id = request_id
         self._context = context
-        self.trace_id = trace_id
-        self.parent_span_id: str | None = None
-        self.links: list[dict[str, Any]] = []
-        self.sampled = True
+        self.event_ref = event  # the event itself: trace context and trigger are read from it
+        # The trace context (trace id, parent, the invocation span's id, the sampling decision
+        # and a batch's links) is worked out from the event on first use (see _resolve): an
+        # invocation that makes no call and records no span does that after the response.
+        self._resolved = False
+        self._trace_id = ""
+        self._parent_span_id: str | None = None
+        self._root_span_id = ""
+        self._sampled = True
+        self._links: list[dict[str, Any]] = []
+        self.oldest_ms: float | None = None
+        self.remote_source: str | None = None
         self.root: SpanRecord | None = None
-        #: The invocation span's id, drawn even when it is not sampled: outgoing calls of an
-        #: unsampled invocation still carry it (flags 00), so downstream keeps the decision.
-        self.root_span_id: str | None = None
         self.spans: list[SpanRecord] = []
         self.dropped_spans = 0
         self.metrics: list[dict[str, Any]] = []
@@ -149,11 +160,10 @@ class Invocation:
         self.agent_s = 0.0
         self.first = False
         self.verdict: Any = None
-        self.proactive_init = False
         self.timeout_ms: float | None = None
         self.trigger: Any = None
-        self.batch_size: int | None = None
-        self.event: Any = None
+        self.event: Any = None  # the redacted copy, with LAMBDASCOPE_CAPTURE_EVENT
+        self.name = ""
         self.res_start: Any = None
         self.config: Any = None
         self.pipeline: Any = None
@@ -164,6 +174,70 @@ class Invocation:
         self.thread_id: int | None = None
         #: Spans opened and not yet finished, by id (a timeout report shows them in flight).
         self.open_spans: dict[str, SpanRecord] = {}
+
+    # -- the trace context, worked out on first use ------------------------------------------
+    def _resolve(self) -> None:
+        with _RESOLVE_LOCK:  # two threads of one invocation must agree on its ids
+            if self._resolved:
+                return
+            from . import _ids
+            from ._propagation import extract
+
+            try:
+                remote, links, oldest = extract(self.event_ref, now_ms=self.start_wall * 1000.0)
+            except Exception as exc:
+                from ._guard import internal_error
+
+                internal_error("propagation.extract", exc)
+                remote, links, oldest = None, [], None
+            if remote is not None:
+                self._trace_id = remote.trace_id
+                self._parent_span_id = remote.span_id
+                self.remote_source = remote.source
+            else:
+                self._trace_id = _ids.new_trace_id()
+            self._links = links
+            self.oldest_ms = oldest
+            # Drawn even when unsampled: outgoing calls of an unsampled invocation still carry
+            # it (flags 00), so downstream keeps the decision.
+            self._root_span_id = _ids.new_span_id()
+            rate = self.config.sample_rate if self.config is not None else 1.0
+            if remote is not None and remote.source == "w3c" and remote.sampled is False:
+                self._sampled = False  # the caller decided: no partial traces
+            else:
+                self._sampled = rate >= 1.0 or (rate > 0.0 and _ids.random_fraction() < rate)
+            self._resolved = True
+
+    @property
+    def trace_id(self) -> str:
+        if not self._resolved:
+            self._resolve()
+        return self._trace_id
+
+    @property
+    def parent_span_id(self) -> str | None:
+        if not self._resolved:
+            self._resolve()
+        return self._parent_span_id
+
+    @property
+    def root_span_id(self) -> str:
+        """The invocation span's id."""
+        if not self._resolved:
+            self._resolve()
+        return self._root_span_id
+
+    @property
+    def sampled(self) -> bool:
+        if not self._resolved:
+            self._resolve()
+        return self._sampled
+
+    @property
+    def links(self) -> list[dict[str, Any]]:
+        if not self._resolved:
+            self._resolve()
+        return self._links
 
     # -- public view ---------------------------------------------------------------------
     @property

@@ -47,7 +47,7 @@ class CaptureHandler(logging.Handler):
                 "logger": record.name,
                 "message": message[:MAX_MESSAGE],
             }
-            span_id = PARENT.get() or (inv.root.span_id if inv.root is not None else None)
+            span_id = PARENT.get() or (inv.root_span_id if inv.sampled else None)
             if span_id:
                 entry["span_id"] = span_id
             inv.logs.append(entry)

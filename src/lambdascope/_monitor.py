@@ -7,6 +7,7 @@ resets the invocation context, so the handler's outcome is never changed.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -16,7 +17,6 @@ from . import _coldstart, _ids, _state
 from ._config import Config
 from ._guard import internal_error
 from ._invocation import CURRENT, Invocation, SpanRecord
-from ._propagation import extract
 from ._report import SCHEMA, error_info, python_version
 from ._resources import Sampler, leak_suspected
 from ._triggers import batch_failures, detect
@@ -119,18 +119,15 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         if CURRENT.get() is not None:  # already monitored further out: monitor once
             return None
         S = _state.S
-        pipeline = S.pipelines.get(config.key) or setup(config)
+        if S.last_config is config:
+            pipeline = S.last_pipeline
+        else:
+            pipeline = S.pipelines.get(config.key) or setup(config)
+            S.last_config, S.last_pipeline = config, pipeline
         event = args[0] if args else kwargs.get("event")
         context = args[1] if len(args) > 1 else kwargs.get("context")
-        remote, links, oldest_ms = extract(event)
-        inv = Invocation(
-            _request_id(context), context,
-            remote.trace_id if remote is not None else _ids.new_trace_id(),
-        )
+        inv = Invocation(_request_id(context), context, event)
         inv.config, inv.pipeline = config, pipeline
-        if remote is not None:
-            inv.parent_span_id = remote.span_id
-        inv.links = links
         first = S.first_invocation
         S.first_invocation = False  # cleared at once: a first invocation that raises is still first
         inv.first = first
@@ -142,52 +139,20 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
                 inv.timeout_ms = float(getter())
             except Exception:
                 inv.timeout_ms = None
-        trigger = detect(event)
-        inv.trigger = trigger
+        inv.name = name
         if config.capture_event:
             inv.event = pipeline.redactor.mapping(event)
-        inv.root_span_id = _ids.new_span_id()
-        rate = config.sample_rate
-        if remote is not None and remote.source == "w3c" and remote.sampled is False:
-            inv.sampled = False  # the caller decided: no partial traces
-        else:
-            inv.sampled = rate >= 1.0 or (rate > 0.0 and _ids.random_fraction() < rate)
-        if inv.sampled:
-            kind = (
-                "server" if trigger.type in _HTTP_TRIGGERS
-                else "consumer" if trigger.type in _CONSUMER_TRIGGERS else "server"
-            )
-            attrs: dict[str, Any] = {
-                "faas.trigger": _FAAS_TRIGGER.get(trigger.type, "other"),
-                "faas.invocation_id": inv.request_id,
-                "faas.coldstart": inv.verdict.cold_start,
-            }
-            if trigger.batch_size is not None and trigger.type in _CONSUMER_TRIGGERS:
-                attrs["messaging.batch.message_count"] = trigger.batch_size
-            if oldest_ms is not None:
-                attrs["lambdascope.batch.oldest_age_ms"] = oldest_ms
-            if remote is not None:
-                attrs["lambdascope.parent.format"] = remote.source
-            if trigger.type in _HTTP_TRIGGERS and isinstance(event, dict):
-                request_context = event.get("requestContext")
-                http = request_context.get("http") if isinstance(request_context, dict) else None
-                method = event.get("httpMethod") or (
-                    http.get("method") if isinstance(http, dict) else None
-                )
-                path = event.get("rawPath") or event.get("path")
-                if method:
-                    attrs["http.request.method"] = str(method)
-                if path:
-                    attrs["url.path"] = str(path)
-            inv.root = SpanRecord(inv.root_span_id, inv.parent_span_id, name, kind, attrs)
-            inv.root.start_ms = inv.start_wall * 1000.0
-            inv.root._t0 = inv.start_perf
         if S.pending_metrics:
             inv.metrics, S.pending_metrics = S.pending_metrics, []
         if S.pending_labels:
             inv.labels, S.pending_labels = S.pending_labels, []
-        inv.res_start = S.sampler.start(pipeline.reuse_net)
-        S.active[inv.trace_id] = inv
+        prepared = S.next_start
+        if prepared is not None and prepared[0] == S.runtime_nexts:
+            inv.res_start = prepared[1]  # read after the previous delivery (see prepare_start)
+        else:
+            inv.res_start = S.sampler.start(pipeline.reuse_net)
+        S.next_start = None
+        S.active[id(inv)] = inv
         if S.breadcrumbs:
             rss_kb = inv.res_start.rss_kb
             S.breadcrumbs.enter(inv, rss_kb / 1024.0 if rss_kb else None, pipeline.memory_limit_mb)
@@ -204,8 +169,8 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         if not S.otel_checked:
             _bridge_otel()
         bridge = S.otel_bridge
-        if bridge is not None and bridge.active and inv.root is not None:
-            inv.otel_token = bridge.attach(inv, inv.root.span_id)
+        if bridge is not None and bridge.active and inv.sampled:
+            inv.otel_token = bridge.attach(inv, inv.root_span_id)
         inv.agent_s += time.perf_counter() - t0
         return (inv, token)
     except Exception as exc:
@@ -239,24 +204,102 @@ def end(handle: Any, result: Any, exc: BaseException | None) -> None:
     except Exception:  # a different context (should not happen): make sure nothing leaks
         CURRENT.set(None)
     try:
-        S = _state.S
-        S.active.pop(inv.trace_id, None)
-        report = build_report(inv, result, exc, end_wall, duration_ms)
-        inv.agent_s += time.perf_counter() - t0
-        report["agent"]["overhead"]["invocation_ms"] = round(inv.agent_s * 1000.0, 3)
-        reports = [report]
-        if S.crashed:  # reports of a dead earlier process, sent with the first one of this
-            reports, S.crashed = [*S.crashed, report], []
+        S.active.pop(id(inv), None)
         flusher = S.flusher
         if flusher is not None and flusher.alive:
             deadline_ms = (
                 inv.start_wall * 1000.0 + inv.timeout_ms if inv.timeout_ms is not None else None
             )
+            if flusher.defers:
+                # Nothing else can run in this sandbox before the report is delivered: build it
+                # (resource readings included) after the response, on the flusher's thread.
+                inv.agent_s += time.perf_counter() - t0
+                flusher.submit(
+                    inv.request_id,
+                    inv.pipeline,
+                    functools.partial(_reports, inv, result, exc, end_wall, duration_ms, True),
+                    deadline_ms,
+                )
+                return
+            reports = _reports(inv, result, exc, end_wall, duration_ms, False, t0)
             flusher.submit(inv.request_id, inv.pipeline, reports, deadline_ms)
         else:
+            reports = _reports(inv, result, exc, end_wall, duration_ms, False, t0)
             inv.pipeline.deliver(reports, remaining_ms=inv.remaining_ms)
     except Exception as err:
         internal_error("end", err)
+
+
+def _reports(
+    inv: Invocation,
+    result: Any,
+    exc: BaseException | None,
+    end_wall: float,
+    duration_ms: float,
+    after_response: bool,
+    t0: float | None = None,
+) -> list[dict[str, Any]]:
+    """The invocation's report, with any report of a dead earlier process before it.
+
+    ``after_response``: built on the flusher's thread once the caller has its answer; the time
+    it takes is then reported apart (``after_response_ms``), not as time the invocation waited.
+    """
+    t1 = time.perf_counter()
+    S = _state.S
+    report = build_report(inv, result, exc, end_wall, duration_ms)
+    overhead = report["agent"]["overhead"]
+    if after_response:
+        overhead["after_response_ms"] = round((time.perf_counter() - t1) * 1000.0, 3)
+    else:
+        inv.agent_s += time.perf_counter() - (t0 if t0 is not None else t1)
+    overhead["invocation_ms"] = round(inv.agent_s * 1000.0, 3)
+    if S.crashed:  # reports of a dead earlier process, sent with the first one of this
+        reports, S.crashed = [*S.crashed, report], []
+        return reports
+    return [report]
+
+
+def prepare_start(pipeline: Any) -> None:
+    """On the flusher's thread, after an invocation's delivery and before the sandbox can run
+    another: take the next invocation's starting resource readings (and reset the memory peak)
+    now, so the caller does not wait for them. Valid only for the very next runtime request."""
+    S = _state.S
+    if S.sampler is not None:
+        S.next_start = (S.runtime_nexts, S.sampler.start(pipeline.reuse_net))
+
+
+def _root_span(inv: Invocation, trigger: Any) -> SpanRecord:
+    """The invocation span, made when the report is built (nothing during the invocation needs
+    more of it than its id, drawn at the start)."""
+    kind = (
+        "server" if trigger.type in _HTTP_TRIGGERS
+        else "consumer" if trigger.type in _CONSUMER_TRIGGERS else "server"
+    )
+    attrs: dict[str, Any] = {
+        "faas.trigger": _FAAS_TRIGGER.get(trigger.type, "other"),
+        "faas.invocation_id": inv.request_id,
+        "faas.coldstart": inv.verdict.cold_start,
+    }
+    if trigger.batch_size is not None and trigger.type in _CONSUMER_TRIGGERS:
+        attrs["messaging.batch.message_count"] = trigger.batch_size
+    if inv.oldest_ms is not None:
+        attrs["lambdascope.batch.oldest_age_ms"] = inv.oldest_ms
+    if inv.remote_source is not None:
+        attrs["lambdascope.parent.format"] = inv.remote_source
+    event = inv.event_ref
+    if trigger.type in _HTTP_TRIGGERS and isinstance(event, dict):
+        request_context = event.get("requestContext")
+        http = request_context.get("http") if isinstance(request_context, dict) else None
+        method = event.get("httpMethod") or (http.get("method") if isinstance(http, dict) else None)
+        path = event.get("rawPath") or event.get("path")
+        if method:
+            attrs["http.request.method"] = str(method)
+        if path:
+            attrs["url.path"] = str(path)
+    root = SpanRecord(inv.root_span_id, inv.parent_span_id, inv.name, kind, attrs)
+    root.start_ms = inv.start_wall * 1000.0
+    root._t0 = inv.start_perf
+    return root
 
 
 def build_report(
@@ -324,6 +367,10 @@ def build_report(
         overhead["setup_ms"] = round(S.setup_ms, 3)
 
     trigger = inv.trigger
+    if trigger is None:
+        trigger = inv.trigger = detect(inv.event_ref)
+    if inv.root is None and inv.sampled:
+        inv.root = _root_span(inv, trigger)
     batch = None
     if trigger.batch_size is not None and trigger.type in ("sqs", "kinesis", "dynamodb"):
         batch = {"size": trigger.batch_size, "failed": batch_failures(trigger.type, result)}
@@ -335,9 +382,7 @@ def build_report(
     if function["region"] is None and function["arn"] and function["arn"].count(":") >= 4:
         function["region"] = function["arn"].split(":")[3] or None
     if function["name"] is None:
-        function["name"] = _safe_attr(context, "function_name") or (
-            inv.root.name if inv.root is not None else None
-        )
+        function["name"] = _safe_attr(context, "function_name") or inv.name or None
         function["service"] = function["service"] or function["name"]
     tenant = _safe_attr(context, "tenant_id")
 
@@ -441,9 +486,7 @@ def choose_flusher(config: Config) -> None:
 
         from ._extension import choose
 
-        S.flusher = choose(config, os.environ)
-        if S.flusher is not None and S.flusher.mode == "extension":
-            S.flusher.runtime_tells = S.init_end_hooked
+        S.flusher = choose(config, os.environ, S.init_end_hooked, prepare_start)
     except Exception as exc:
         internal_error("flusher.choose", exc)
 
@@ -453,6 +496,8 @@ def unmonitored_end(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     try:
         flusher = _state.S.flusher
         if flusher is None or CURRENT.get() is not None:  # nested: the outer one reports
+            return
+        if flusher.runtime_tells:  # the runtime client's next request tells it, after the post
             return
         context = args[1] if len(args) > 1 else kwargs.get("context")
         flusher.finished(_safe_attr(context, "aws_request_id"))
@@ -502,6 +547,7 @@ def _install_runtime_next(cls: Any, original: Any) -> None:
             if state.first_invocation and state.restored_at is None and not state.init_end_exact:
                 state.init_end = time.time()  # the first request for an event ends init
                 state.init_end_exact = True
+            state.runtime_nexts += 1
             flusher = state.flusher
             if flusher is not None:
                 # The runtime asks for the next event: the invocation it just ran is over. If it
@@ -544,6 +590,7 @@ def after_restore() -> None:
         S.init_end = now
         S.rss_baseline_mb = None
         S.rss_history = []
+        S.next_start = None
         if S.sampler is not None:
             S.sampler.close()
             S.sampler = Sampler()

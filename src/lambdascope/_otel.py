@@ -57,7 +57,14 @@ def _clean(value: Any) -> Any:
 
 
 def _invocation_for(trace_id: int) -> Invocation | None:
-    return _state.S.active.get(f"{trace_id:032x}")
+    active = _state.S.active
+    if not active:
+        return None
+    wanted = f"{trace_id:032x}"
+    for inv in list(active.values()):  # one, or a few on Lambda Managed Instances
+        if inv.trace_id == wanted:
+            return inv  # type: ignore[no-any-return]
+    return None
 
 
 class _BridgeSpan(trace.Span):
@@ -146,9 +153,9 @@ class _Tracer(trace.Tracer):
     ) -> trace.Span:
         parent = trace.get_current_span(context).get_span_context()
         inv = _invocation_for(parent.trace_id) if parent.is_valid else CURRENT.get()
-        if inv is None or not inv.sampled or inv.root is None:
+        if inv is None or not inv.sampled or inv.root_span_id is None:
             return NonRecordingSpan(parent if parent.is_valid else INVALID_SPAN_CONTEXT)
-        parent_id = f"{parent.span_id:016x}" if parent.is_valid else inv.root.span_id
+        parent_id = f"{parent.span_id:016x}" if parent.is_valid else inv.root_span_id
         attrs = {k: _clean(v) for k, v in (attributes or {}).items()}
         attrs.setdefault("otel.scope.name", self._scope)
         record = SpanRecord(_ids.new_span_id(), parent_id, name, _KINDS.get(kind, "internal"),
@@ -212,7 +219,7 @@ class _Processor:
             if parent is not None:
                 parent_id: str | None = f"{parent.span_id:016x}"
             else:
-                parent_id = inv.root.span_id if inv.root is not None else None
+                parent_id = inv.root_span_id
             record = SpanRecord(
                 f"{ctx.span_id:016x}",
                 parent_id,

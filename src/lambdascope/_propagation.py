@@ -61,24 +61,38 @@ def parse_traceparent(value: Any) -> Context | None:
     return Context(trace_id, span_id, bool(int(flags, 16) & 1), "w3c")
 
 
+def _xray_field(value: str, key: str) -> str | None:
+    """The value of ``key`` (e.g. ``"Root="``) in an X-Ray header, or ``None``."""
+    at = value.find(key)
+    while at > 0 and value[at - 1] not in "; ":  # e.g. "Root=" inside "XRoot="
+        at = value.find(key, at + 1)
+    if at < 0:
+        return None
+    start = at + len(key)
+    stop = value.find(";", start)
+    return (value[start:] if stop < 0 else value[start:stop]).strip()
+
+
 def parse_xray(value: Any) -> Context | None:
-    """``Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1``."""
+    """``Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1``.
+
+    Read once per invocation from the runtime's ``_X_AMZN_TRACE_ID``: string searches only."""
     if not isinstance(value, str):
         return None
-    fields = dict(
-        part.strip().split("=", 1) for part in value.split(";") if "=" in part
-    )
-    root = fields.get("Root", "")
-    pieces = root.split("-")
-    if len(pieces) != 3 or pieces[0] != "1":
+    root = _xray_field(value, "Root=")
+    if root is None or len(root) != 35 or root[:2] != "1-" or root[10] != "-":
         return None
-    trace_id = (pieces[1] + pieces[2]).lower()
-    if len(trace_id) != 32 or not all(c in "0123456789abcdef" for c in trace_id):
+    trace_id = (root[2:10] + root[11:]).lower()
+    if not _HEX.issuperset(trace_id):
         return None
-    parent = fields.get("Parent", "").lower()
-    span_id = parent if len(parent) == 16 and parent != _ZERO_SPAN else None
-    sampled = {"1": True, "0": False}.get(fields.get("Sampled", ""))
-    return Context(trace_id, span_id, sampled, "xray")
+    parent = _xray_field(value, "Parent=")
+    if parent is not None:
+        parent = parent.lower()
+        if len(parent) != 16 or parent == _ZERO_SPAN or not _HEX.issuperset(parent):
+            parent = None
+    flag = _xray_field(value, "Sampled=")
+    sampled = True if flag == "1" else False if flag == "0" else None
+    return Context(trace_id, parent, sampled, "xray")
 
 
 def xray_header(env_header: str | None, trace_id: str, span_id: str, sampled: bool) -> str | None:

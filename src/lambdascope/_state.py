@@ -59,6 +59,9 @@ class State:
         # Built lazily at the first call: Config id -> Pipeline.
         self.pipelines: dict[tuple[Any, ...], Any] = {}
         self.sampler: Any = None
+        # The configuration of the last invocation and its pipeline (skips hashing the key).
+        self.last_config: Any = None
+        self.last_pipeline: Any = None
         self.log_handler: Any = None
         self.otel_bridge: Any = None
         self.otel_checked = False
@@ -71,6 +74,10 @@ class State:
         self.breadcrumbs: Any = None  # None: not set up yet; False: not available
         self.crashed: list[Any] = []  # reports of invocations of dead earlier processes
         self.flusher_chosen = False
+        # How many times the runtime client asked for an event (counted by the agent's hook), and
+        # the next invocation's starting resource readings taken after the previous delivery.
+        self.runtime_nexts = 0
+        self.next_start: tuple[int, Any] | None = None
 
     def init_start(self) -> float:
         if not self.process_start_known:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _ids
+from .. import _ids, _state
 from .._invocation import CURRENT, Invocation, SpanRecord
 from .._tracing import current_parent
 from . import _suppress
@@ -29,6 +29,9 @@ def start(
     record.trusted = True
     if inv.sampled:
         inv.open_spans[record.span_id] = record
+    crumbs = _state.S.breadcrumbs
+    if crumbs:
+        crumbs.span_started(inv, record)
     return inv, record
 
 
@@ -43,6 +46,9 @@ def finish(
         record.status = "error"
     if inv.sampled:
         inv.add_span(record)  # (no longer open)
+    crumbs = _state.S.breadcrumbs
+    if crumbs:
+        crumbs.span_ended(inv, record)
 
 
 def traceparent(inv: Invocation, span_id: str) -> str:
