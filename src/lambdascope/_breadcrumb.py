@@ -19,7 +19,24 @@ from typing import Any
 _SIZE = 1024  # the breadcrumb file; mapped once, written in place
 _LINE = 512  # the invocation's line, then the line of the span last opened
 _PLAIN = frozenset("0123456789abcdefABCDEF-_.:")
-_environ = os.environ
+
+
+def _xray_bytes() -> bytes:
+    """``_X_AMZN_TRACE_ID`` (set by the runtime client for each invocation) as bytes."""
+    try:
+        value = _ENV_DATA.get(_XRAY_KEY)  # the encoded store behind os.environ: no decoding
+        if isinstance(value, bytes):
+            return value
+    except Exception:
+        pass
+    return (os.environ.get("_X_AMZN_TRACE_ID") or "").encode("utf-8", "replace")
+
+
+_ENV_DATA: Any = getattr(os.environ, "_data", {})
+try:
+    _XRAY_KEY: Any = os.environ.encodekey("_X_AMZN_TRACE_ID")  # type: ignore[attr-defined]
+except Exception:  # pragma: no cover - not a POSIX environ
+    _XRAY_KEY = None
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -68,27 +85,35 @@ class Breadcrumbs:
         else:
             os.pwrite(self._fd, data, at)
 
-    def enter(self, inv: Any, rss_mb: float | None, memory_limit_mb: float | None) -> None:
+    def enter(self, inv: Any, rss_kb: int | None, memory_limit_mb: float | None) -> None:
         rid = inv.request_id
-        if not _PLAIN.issuperset(rid):  # request ids are UUIDs; anything else is escaped
-            rid = json.dumps(rid)[1:-1]
-        xray = _environ.get("_X_AMZN_TRACE_ID") or ""  # the trace Lambda gave the invocation
-        if len(xray) > 200 or '"' in xray or "\\" in xray:
-            xray = ""
+        if rid.isascii() and rid.isprintable() and '"' not in rid and "\\" not in rid:
+            raw_id = rid.encode()
+        else:  # request ids are UUIDs; anything else is escaped
+            raw_id = json.dumps(rid).encode()[1:-1]
+        # The trace Lambda gave the invocation, read from the environment's own bytes.
+        xray = _xray_bytes()
+        if len(xray) > 200 or b'"' in xray or b"\\" in xray:
+            xray = b""
         self._put(
             0,
-            (
-                '{"request_id":"%s","start_ms":%.3f,"timeout_ms":%s,"rss_mb":%s,"limit_mb":%s,'
-                '"xray":"%s"}'
-                % (
-                    rid,
-                    inv.start_wall * 1000.0,
-                    "null" if inv.timeout_ms is None else "%d" % inv.timeout_ms,
-                    "null" if rss_mb is None else "%.2f" % rss_mb,
-                    "null" if not memory_limit_mb else "%d" % memory_limit_mb,
+            b"".join(
+                (
+                    b'{"request_id":"',
+                    raw_id,
+                    b'","start_us":',
+                    b"%d" % (inv.start_wall * 1e6),
+                    b',"timeout_ms":',
+                    b"null" if inv.timeout_ms is None else b"%d" % inv.timeout_ms,
+                    b',"rss_kb":',
+                    b"null" if rss_kb is None else b"%d" % rss_kb,
+                    b',"limit_mb":',
+                    b"null" if not memory_limit_mb else b"%d" % memory_limit_mb,
+                    b',"xray":"',
                     xray,
+                    b'"}',
                 )
-            ).encode(),
+            ),
         )
         if self._span_id is not None:
             self._span_id = None
@@ -172,9 +197,11 @@ def crashed_report(crumb: dict[str, Any], pipeline: Any) -> dict[str, Any]:
     from ._report import SCHEMA, python_version
 
     now_ms = time.time() * 1000.0
-    start = float(crumb.get("start_ms") or now_ms)
+    start = float(crumb["start_us"]) / 1000.0 if crumb.get("start_us") else now_ms
     timeout = crumb.get("timeout_ms")
-    rss, limit = crumb.get("rss_mb"), crumb.get("limit_mb") or pipeline.memory_limit_mb
+    rss_kb = crumb.get("rss_kb")
+    rss = round(float(rss_kb) / 1024.0, 2) if rss_kb is not None else None
+    limit = crumb.get("limit_mb") or pipeline.memory_limit_mb
     if rss is not None and limit and rss >= 0.8 * limit:
         cause = (f"probable out-of-memory: {rss:.0f} MB of {limit} MB in use when the "
                  "invocation started")

@@ -55,6 +55,9 @@ def normalise_init_type(raw: str | None) -> str:
     return text or ON_DEMAND
 
 
+_WARM: dict[str, Verdict] = {}  # verdicts are immutable: one per init type for warm invocations
+
+
 def verdict(first_invocation: bool, init_type: str, gap_ms: float | None) -> Verdict:
     """Decide cold start and proactive initialisation.
 
@@ -62,7 +65,10 @@ def verdict(first_invocation: bool, init_type: str, gap_ms: float | None) -> Ver
     (``None`` when unknown).
     """
     if not first_invocation:
-        return Verdict(False, False, init_type)
+        warm = _WARM.get(init_type)
+        if warm is None:
+            warm = _WARM[init_type] = Verdict(False, False, init_type)
+        return warm
     if init_type != ON_DEMAND:
         # provisioned-concurrency, snap-start, lambda-managed-instances, or a type Lambda adds
         # later: none of them puts init in the path of a request.

@@ -154,8 +154,7 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         S.next_start = None
         S.active[id(inv)] = inv
         if S.breadcrumbs:
-            rss_kb = inv.res_start.rss_kb
-            S.breadcrumbs.enter(inv, rss_kb / 1024.0 if rss_kb else None, pipeline.memory_limit_mb)
+            S.breadcrumbs.enter(inv, inv.res_start.rss_kb, pipeline.memory_limit_mb)
         warning = config.timeout_warning_ms
         if warning and inv.timeout_ms is not None and inv.timeout_ms > warning:
             inv.thread_id = threading.get_ident()
