@@ -115,6 +115,17 @@ class Flusher:
         self.alive = True
         self._thread = threading.Thread(target=target, name="lambdascope-flush", daemon=True)
         self._thread.start()
+        import atexit
+
+        # The process ends on purpose (a handler called sys.exit, the runtime stops): what is
+        # queued is delivered first, each delivery bounded by the flush timeout.
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        try:
+            self._deliver_all()
+        except Exception as exc:
+            internal_error("flusher.at_exit", exc)
 
     # -- called by the invocation (the handler's thread) ---------------------------------------
     def submit(

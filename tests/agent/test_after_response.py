@@ -112,3 +112,16 @@ def test_an_unmonitored_handler_in_a_monitored_module_is_not_held(sandboxes: Any
         assert lam.invoke({}, timeout_s=5.0).ok
         assert lam.sandbox.wait_idle(3.0)
         assert time.monotonic() - t0 < 1.0
+
+
+def test_a_handler_that_exits_the_process_still_reports(sandboxes: Any) -> None:
+    """``sys.exit`` in the handler ends the runtime process after the handler returned control
+    to the agent: the report queued for delivery after the response goes out on the way down."""
+    fn = sandboxes()
+    assert fn.invoke({}).ok
+    ended = fn.invoke({"action": "sys_exit"})
+    assert not ended.ok
+    reports = fn.by_request_id(2)
+    report = reports[ended.request_id]
+    assert report["invocation"]["status"] == "error"
+    assert report["error"]["type"] == "SystemExit"

@@ -3,11 +3,12 @@
 The event's ``action`` picks what it does: ``ok`` (default) records a label, a metric, a span
 and a log record; ``raise`` raises ``ValueError``; ``echo`` returns ``event["value"]`` as is;
 ``alloc`` keeps ``event["mb"]`` MB alive across invocations; ``sleep`` sleeps; ``exit`` ends the
-process at once (a crash).
+process at once (a crash); ``sys_exit`` raises ``SystemExit`` (the process ends on purpose).
 """
 
 import logging
 import os
+import sys
 import time
 
 import lambdascope
@@ -38,6 +39,8 @@ def handler(event, context):
         time.sleep(float(event["seconds"]))
     if action == "exit":
         os._exit(int(event.get("code", 3)))
+    if action == "sys_exit":
+        sys.exit(int(event.get("code", 4)))
     lambdascope.label("from-handler")
     lambdascope.metric("handler_metric", 2.5, "Milliseconds", route="/orders")
     with lambdascope.span("work", step="one"):
