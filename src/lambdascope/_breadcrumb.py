@@ -2,23 +2,38 @@
 at the deadline before the timeout report got out).
 
 While an invocation runs, a tiny breadcrumb of it sits under ``LAMBDASCOPE_SPOOL_DIR/inflight``:
-one file per process, rewritten in place with a single ``pwrite`` at the start of each invocation
-(request id, start, deadline, memory at the start) and emptied at its end — a few microseconds.
-When a new process of the sandbox sets up, it looks at the breadcrumbs of processes that are gone:
-a non-empty one is an invocation that never ended, and the new process reports it with
-``status: "crashed"`` and the likely cause.
+one 1 KB file per process, mapped into memory (``MAP_SHARED``), so writing it is a memory copy
+with no system call, and what was written survives the process (the page belongs to the file).
+Where the file cannot be mapped, ``pwrite`` stands in.
+
+The first half is the invocation in flight, in a fixed binary layout written at its start (request
+id, start, time left, RSS and memory size, the runtime's X-Ray header); its first four bytes are
+the in-flight mark, set last at the start and cleared first at the end. The second half is a text
+line naming the span last opened (trace and span ids, name, start), kept up to date by the
+instrumentation. When a new process of the sandbox sets up, it looks at the breadcrumbs of
+processes that are gone: a marked one is an invocation that never ended, and the new process
+reports it with ``status: "crashed"`` and the likely cause.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import time
 from typing import Any
 
 _SIZE = 1024  # the breadcrumb file; mapped once, written in place
-_LINE = 512  # the invocation's line, then the line of the span last opened
-_PLAIN = frozenset("0123456789abcdefABCDEF-_.:")
+_HALF = 512  # the invocation record, then the line of the span last opened
+_MARK = b"LSB1"  # an invocation is in flight
+_CLEAR = b"\0\0\0\0"
+# start (µs since the epoch), time left at the start (ms, -1 unknown), RSS at the start (kB, -1
+# unknown), memory size (MB, 0 unknown), request id length, X-Ray header length
+_FIXED = struct.Struct("<qqqqHH")
+_RID_AT = 4 + _FIXED.size
+_RID_MAX = 128
+_XRAY_AT = _RID_AT + _RID_MAX
+_XRAY_MAX = _HALF - _XRAY_AT
 
 
 def _xray_bytes() -> bytes:
@@ -48,22 +63,47 @@ def _start_ticks(pid: int) -> str | None:
         return None
 
 
+def parse(raw: bytes) -> dict[str, Any] | None:
+    """The invocation a breadcrumb file holds, or ``None`` when none was in flight."""
+    if len(raw) < _HALF or raw[:4] != _MARK:
+        return None
+    start_us, left_ms, rss_kb, limit_mb, rid_len, xray_len = _FIXED.unpack_from(raw, 4)
+    request_id = raw[_RID_AT : _RID_AT + min(rid_len, _RID_MAX)].decode("utf-8", "replace")
+    if not request_id:
+        return None
+    crumb: dict[str, Any] = {
+        "request_id": request_id,
+        "start_ms": start_us / 1000.0,
+        "timeout_ms": left_ms if left_ms >= 0 else None,
+        "rss_mb": round(rss_kb / 1024.0, 2) if rss_kb >= 0 else None,
+        "limit_mb": limit_mb or None,
+        "xray": raw[_XRAY_AT : _XRAY_AT + min(xray_len, _XRAY_MAX)].decode("ascii", "replace"),
+    }
+    line = raw[_HALF:_SIZE].split(b"\n", 1)[0].strip(b" \0")
+    if line:
+        try:
+            span = json.loads(line)
+        except ValueError:
+            span = None
+        if isinstance(span, dict):
+            crumb["span"] = span
+    return crumb
+
+
 class Breadcrumbs:
-    """One process's breadcrumb: a small file mapped into memory (``MAP_SHARED``), so writing
-    it is a memory copy with no system call, and what was written survives the process: the
-    page belongs to the file. Where the file cannot be mapped, ``pwrite`` stands in."""
+    """One process's breadcrumb (see the module's documentation)."""
 
     def __init__(self, spool_dir: str) -> None:
         self.directory = os.path.join(spool_dir, "inflight")
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self.pid = os.getpid()
         self.ticks = _start_ticks(self.pid) or "0"
-        self.path = os.path.join(self.directory, f"{self.pid}-{self.ticks}.json")
+        self.path = os.path.join(self.directory, f"{self.pid}-{self.ticks}.crumb")
         self._fd = os.open(
             self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600
         )
         os.ftruncate(self._fd, _SIZE)
-        self._blank = b" " * _LINE
+        self._blank = b" " * (_HALF - 1) + b"\n"
         self._map: Any = None
         try:
             import mmap
@@ -71,70 +111,56 @@ class Breadcrumbs:
             self._map = mmap.mmap(self._fd, _SIZE)
         except (ImportError, OSError, ValueError):
             self._map = None
-        self._put(0, self._blank)
-        self._put(_LINE, self._blank)
+        self._write(0, _CLEAR)
+        self._write(_HALF, self._blank)
         self._span_id: str | None = None
 
-    def _put(self, at: int, data: bytes) -> None:
-        if len(data) < _LINE:
-            data = data.ljust(_LINE - 1) + b"\n"
-        elif len(data) > _LINE:
-            return  # never a torn line; the earlier one stands
+    def _write(self, at: int, data: bytes) -> None:
         if self._map is not None:
-            self._map[at : at + _LINE] = data
+            self._map[at : at + len(data)] = data
         else:
             os.pwrite(self._fd, data, at)
 
     def enter(self, inv: Any, rss_kb: int | None, memory_limit_mb: float | None) -> None:
-        rid = inv.request_id
-        if rid.isascii() and rid.isprintable() and '"' not in rid and "\\" not in rid:
-            raw_id = rid.encode()
-        else:  # request ids are UUIDs; anything else is escaped
-            raw_id = json.dumps(rid).encode()[1:-1]
-        # The trace Lambda gave the invocation, read from the environment's own bytes.
-        xray = _xray_bytes()
-        if len(xray) > 200 or b'"' in xray or b"\\" in xray:
-            xray = b""
-        self._put(
-            0,
-            b"".join(
-                (
-                    b'{"request_id":"',
-                    raw_id,
-                    b'","start_us":',
-                    b"%d" % (inv.start_wall * 1e6),
-                    b',"timeout_ms":',
-                    b"null" if inv.timeout_ms is None else b"%d" % inv.timeout_ms,
-                    b',"rss_kb":',
-                    b"null" if rss_kb is None else b"%d" % rss_kb,
-                    b',"limit_mb":',
-                    b"null" if not memory_limit_mb else b"%d" % memory_limit_mb,
-                    b',"xray":"',
-                    xray,
-                    b'"}',
-                )
-            ),
+        rid = inv.request_id.encode("utf-8", "replace")[:_RID_MAX]
+        xray = _xray_bytes()[:_XRAY_MAX]  # the trace Lambda gave the invocation
+        left = inv.timeout_ms
+        fixed = _FIXED.pack(
+            int(inv.start_wall * 1e6),
+            -1 if left is None else int(left),
+            -1 if rss_kb is None else rss_kb,
+            int(memory_limit_mb or 0),
+            len(rid),
+            len(xray),
         )
+        m = self._map
+        if m is not None:
+            m[4:_RID_AT] = fixed
+            m[_RID_AT : _RID_AT + len(rid)] = rid
+            m[_XRAY_AT : _XRAY_AT + len(xray)] = xray
+            m[0:4] = _MARK  # last: the record is whole before it counts
+        else:
+            record = (_MARK + fixed + rid.ljust(_RID_MAX, b"\0") + xray).ljust(_HALF, b"\0")
+            os.pwrite(self._fd, record, 0)
         if self._span_id is not None:
             self._span_id = None
-            self._put(_LINE, self._blank)
+            self._write(_HALF, self._blank)
 
     def span_started(self, inv: Any, record: Any) -> None:
         """A span of the invocation opened: the crash report can name the call in flight."""
         self._span_id = record.span_id
-        self._put(
-            _LINE,
-            (
-                '{"trace_id":"%s","root_span_id":"%s","span_id":"%s","name":%s,"start_ms":%.3f}'
-                % (
-                    inv.trace_id,
-                    inv.root_span_id,
-                    record.span_id,
-                    json.dumps(record.name[:200]),
-                    record.start_ms,
-                )
-            ).encode(),
-        )
+        line = (
+            '{"trace_id":"%s","root_span_id":"%s","span_id":"%s","name":%s,"start_ms":%.3f}'
+            % (
+                inv.trace_id,
+                inv.root_span_id,
+                record.span_id,
+                json.dumps(record.name[:200]),
+                record.start_ms,
+            )
+        ).encode()
+        if len(line) < _HALF:  # (always, with the name cut at 200 characters)
+            self._write(_HALF, line.ljust(_HALF - 1) + b"\n")
 
     def span_ended(self, inv: Any, record: Any) -> None:
         if self._span_id == record.span_id:
@@ -143,51 +169,41 @@ class Breadcrumbs:
                 self.span_started(inv, parent)
             else:
                 self._span_id = None
-                self._put(_LINE, self._blank)
+                self._write(_HALF, self._blank)
 
     def leave(self) -> None:
-        self._put(0, self._blank)
+        self._write(0, _CLEAR)
         if self._span_id is not None:
             self._span_id = None
-            self._put(_LINE, self._blank)
+            self._write(_HALF, self._blank)
 
     def orphans(self) -> list[dict[str, Any]]:
         """Breadcrumbs of processes that are gone with an invocation in flight (removed)."""
         found: list[dict[str, Any]] = []
         for name in os.listdir(self.directory):
             path = os.path.join(self.directory, name)
-            if path == self.path or not name.endswith(".json"):
+            if path == self.path or not name.endswith(".crumb"):
                 continue
-            pid_text, _, ticks = name[: -len(".json")].partition("-")
+            pid_text, _, ticks = name[: -len(".crumb")].partition("-")
             try:
                 pid = int(pid_text)
             except ValueError:
                 continue
             if _start_ticks(pid) == ticks:
                 continue  # that process is alive (Managed Instances: a sibling)
+            claimed = f"{path}.{self.pid}.claimed"
             try:
-                with open(path, "rb") as fh:
-                    raw = fh.read()
-                os.unlink(path)
+                os.rename(path, claimed)  # atomic: of several new processes, one reports it
             except FileNotFoundError:
                 continue  # another new process took it
-            lines = [line.strip(b" \0") for line in raw.split(b"\n")]
-            if not lines or not lines[0]:
-                continue
             try:
-                crumb = json.loads(lines[0])
-            except ValueError:
-                continue
-            if not isinstance(crumb, dict) or not crumb.get("request_id"):
-                continue
-            if len(lines) > 1 and lines[1]:
-                try:
-                    span = json.loads(lines[1])
-                except ValueError:
-                    span = None
-                if isinstance(span, dict):
-                    crumb["span"] = span
-            found.append(crumb)
+                with open(claimed, "rb") as fh:
+                    raw = fh.read()
+            finally:
+                os.unlink(claimed)
+            crumb = parse(raw)
+            if crumb is not None:
+                found.append(crumb)
         return found
 
 
@@ -197,10 +213,9 @@ def crashed_report(crumb: dict[str, Any], pipeline: Any) -> dict[str, Any]:
     from ._report import SCHEMA, python_version
 
     now_ms = time.time() * 1000.0
-    start = float(crumb["start_us"]) / 1000.0 if crumb.get("start_us") else now_ms
+    start = float(crumb.get("start_ms") or now_ms)
     timeout = crumb.get("timeout_ms")
-    rss_kb = crumb.get("rss_kb")
-    rss = round(float(rss_kb) / 1024.0, 2) if rss_kb is not None else None
+    rss = crumb.get("rss_mb")
     limit = crumb.get("limit_mb") or pipeline.memory_limit_mb
     if rss is not None and limit and rss >= 0.8 * limit:
         cause = (f"probable out-of-memory: {rss:.0f} MB of {limit} MB in use when the "
