@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""What lambdascope costs a Lambda handler: cold start, warm invocation, memory.
+"""What lambdascope costs a Lambda handler: cold start, warm invocation, memory, and (issue 9)
+the caller's latency and busy time with delivery after the response, the timeout watchdog and
+the crash breadcrumb.
 
-    .venv/bin/python benchmarks/overhead.py            # full run, about a minute
-    .venv/bin/python benchmarks/overhead.py --quick    # fewer samples, about 15 s
+    .venv/bin/python benchmarks/overhead.py            # full run, about 70 s
+    .venv/bin/python benchmarks/overhead.py --quick    # fewer samples, about 20 s
     .venv/bin/python benchmarks/overhead.py --json     # machine-readable results on stdout
 
-Every figure is a difference against the same bare handler measured in the same run, bare and
-monitored runs interleaved (the machine may be shared and noisy), reported as medians (and p99
-where it matters), never as one absolute timing.
+Every figure is a difference against a baseline measured in the same run, the two interleaved
+(the machine may be shared and noisy), reported as medians (and p99 where it matters), never as
+one absolute timing: (a)-(c) against the same bare handler, (d) against a control sandbox, (e)
+against the same handler with the watchdog off. (f) times the breadcrumb calls themselves.
 
 (a) cold start: fresh child processes whose handler module imports boto3 and requests, then
     (monitored only) ``import lambdascope`` and ``@monitor``; the first invocation of the
@@ -17,10 +20,34 @@ where it matters), never as one absolute timing.
 (b) warm invocation: one child process per exporter (``stdout`` to /dev/null, ``http`` to a
     loopback collector in another process), bare and monitored calls interleaved.
 (c) RSS added: VmRSS after the first invocation, monitored vs bare (from the (a) children).
+(d) after the response, under the Runtime API emulator (what a caller sees):
+    ``after_response.measure`` from the sibling script, per exporter (``stdout``, ``http`` to a
+    loopback collector): four sandboxes under the real awslambdaric client, invocations
+    interleaved (bare handler with no extension, bare beside a plain idle extension, the control
+    -- an unmonitored handler in a module that decorates another, so the agent's extension is
+    registered but idle -- and the monitored handler, default ``LAMBDASCOPE_FLUSH=auto``).
+    Caller latency (event taken to result posted) and busy time (event taken to the runtime and
+    every extension asking for the next event), monitored minus control (the budgets), and
+    monitored minus the bare sandbox (printed, no budget: it also holds the emulator's work for
+    serving an extension, which Lambda does outside the sandbox).
+(e) timeout watchdog: in a child, one trivial handler decorated with the default
+    ``timeout_warning_ms`` (200) and another with ``timeout_warning_ms=0``, called interleaved
+    (alternating order) with a context that has 3 s left; ``LAMBDASCOPE_FLUSH=sync``, ``stdout``
+    to /dev/null. Figure: median(armed) - median(off). The child checks that only the armed one
+    arms the watchdog.
+(f) crash breadcrumb: ``Breadcrumbs.enter`` + ``leave`` on the agent's live breadcrumb with a
+    real invocation object, timed in a tight loop, once after each monitored invocation (the
+    budget: caches as cold as in real use), and, as a cross-check, the agent's own calls timed
+    where it makes them through a forwarding stand-in.
+
+Children get a spool directory of their own for the run (``LAMBDASCOPE_SPOOL_DIR``, removed at
+the end), so no child finds the crash breadcrumbs of processes outside the benchmark. The (d)
+sandboxes use the default spool (``after_response.measure`` clears every ``LAMBDASCOPE_*``).
 
 Bytecode: ``compileall`` is run over src/lambdascope and the venv's site-packages first, and
 children run with ``PYTHONDONTWRITEBYTECODE`` unset, as a deployed function has .pyc files.
-Standard library only (plus boto3 and requests, which the measured handler imports).
+Standard library only (plus boto3 and requests, which the measured handler imports, and
+awslambdaric for (d)).
 """
 
 from __future__ import annotations
@@ -30,11 +57,13 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +77,13 @@ BUDGETS = {
     "warm_stdout_p99_us": 400.0,
     "warm_http_median_ms": 0.7,
     "rss_added_mb": 5.0,
+    # issue 9: after the response, under the Runtime API emulator (monitored minus the control).
+    "after_stdout_latency_median_us": 50.0,
+    "after_stdout_busy_median_ms": 0.7,
+    "after_http_latency_median_us": 50.0,
+    "after_http_busy_median_ms": 0.7,
+    "watchdog_added_median_us": 10.0,
+    "breadcrumb_interleaved_median_us": 10.0,
 }
 
 FULL = {
@@ -57,6 +93,11 @@ FULL = {
     "stdout_n": 10000,
     "http_n": 4000,
     "warmup": 300,
+    "after_n": 500,
+    "watchdog_rounds": 2,
+    "watchdog_n": 8000,
+    "breadcrumb_isolated_n": 50000,
+    "breadcrumb_interleaved_n": 5000,
 }
 QUICK = {
     "cold_pairs": 12,
@@ -65,6 +106,11 @@ QUICK = {
     "stdout_n": 5000,
     "http_n": 2000,
     "warmup": 200,
+    "after_n": 150,
+    "watchdog_rounds": 1,
+    "watchdog_n": 4000,
+    "breadcrumb_isolated_n": 20000,
+    "breadcrumb_interleaved_n": 2000,
 }
 
 # A small API Gateway HTTP API (v2) event: the trigger detection and HTTP attributes run.
@@ -100,6 +146,8 @@ def reference_work() -> None:
 
 # -- environment --------------------------------------------------------------------------
 
+SPOOL_DIR: list[str] = []  # a temporary directory made by main() for the children's spool
+
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """A Lambda-like environment: the variables the runtime sets (minus the runtime API, so the
@@ -125,6 +173,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
             "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2VjEBenchmarkFakeSessionToken" * 8,
         }
     )
+    if SPOOL_DIR:  # this run's own spool: never another process's crash breadcrumbs
+        env["LAMBDASCOPE_SPOOL_DIR"] = SPOOL_DIR[0]
     if extra:
         env.update(extra)
     return env
@@ -551,6 +601,328 @@ def bench_warm(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     return out
 
 
+# -- (d) after the response, under the Runtime API emulator -------------------------------
+
+
+def bench_after_response(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+    """(d): benchmarks/after_response.py's measurement (four sandboxes under awslambdaric and
+    the Runtime API emulator: bare, idle plain extension, the agent's idle extension as the
+    control, monitored), per exporter."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import after_response  # the sibling script (benchmarks/ is not a package)
+
+    collector = after_response.Collector()
+    out: dict[str, Any] = {
+        "invocations": cfg["after_n"],
+        "sandboxes": list(after_response.SANDBOXES),
+    }
+    try:
+        for exporter in ("stdout", "http"):
+            t0 = time.perf_counter()
+            out[exporter] = after_response.measure(exporter, cfg["after_n"], collector)
+            log(f"  after the response: {exporter} done ({time.perf_counter() - t0:.0f} s)")
+    finally:
+        collector.server.shutdown()
+        collector.server.server_close()
+    return out
+
+
+# -- (e) timeout watchdog, (f) crash breadcrumb -------------------------------------------
+
+
+def _agent_log_counter() -> Any:
+    """Count (and pass to stderr) the agent's own warnings in a child."""
+    import logging
+
+    class Count(logging.Handler):
+        n = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            Count.n += 1
+            sys.stderr.write("lambdascope log: " + record.getMessage() + "\n")
+
+    logging.getLogger("lambdascope").addHandler(Count(logging.WARNING))
+    return Count
+
+
+def _write_result(out: dict[str, Any]) -> None:
+    with os.fdopen(int(os.environ["BENCH_FD"]), "w") as fh:
+        json.dump(out, fh)
+
+
+def timer_overhead_ns(pc: Any, n: int = 20000) -> float:
+    """Median of an empty ``perf_counter_ns`` pair: what each timed sample carries on top."""
+    samples = [0] * n
+    for i in range(n):
+        t0 = pc()
+        samples[i] = pc() - t0
+    return float(median(samples))
+
+
+def child_watchdog(n: int, warmup: int) -> None:
+    """Child: the same trivial handler with the timeout watchdog armed (the default
+    ``timeout_warning_ms`` of 200 ms, a context with 3 s left) and with it off
+    (``timeout_warning_ms=0``), calls interleaved, alternating which goes first."""
+    import lambdascope
+    from lambdascope import _state
+    from lambdascope.testing import fake_context
+
+    count = _agent_log_counter()
+
+    def handler(event: Any, context: Any) -> Any:
+        return {"statusCode": 200, "body": "ok"}
+
+    def handler2(event: Any, context: Any) -> Any:
+        return {"statusCode": 200, "body": "ok"}
+
+    armed = lambdascope.monitor(handler)
+    off = lambdascope.monitor(timeout_warning_ms=0)(handler2)
+    cfg_on = armed.__lambdascope_config__
+    cfg_off = off.__lambdascope_config__
+    pc = time.perf_counter_ns
+    event = EVENT
+
+    # Check that the two really differ only by the watchdog: "off" never arms it, "armed" does.
+    checks: dict[str, Any] = {
+        "timeout_warning_ms_armed": cfg_on.timeout_warning_ms,
+        "timeout_warning_ms_off": cfg_off.timeout_warning_ms,
+        "context_remaining_ms": fake_context(timeout_s=3.0).get_remaining_time_in_millis(),
+    }
+    off(event, fake_context(timeout_s=3.0))
+    checks["watchdog_after_off_call"] = _state.S.watchdog is not None
+    armed(event, fake_context(timeout_s=3.0))
+    wd = _state.S.watchdog
+    checks["watchdog_after_armed_call"] = wd is not None and wd._thread.is_alive()
+    arms_on = arms_off = 0
+    for _ in range(5):
+        before = getattr(wd, "_last_fire_at", None)
+        armed(event, fake_context(timeout_s=3.0))
+        arms_on += getattr(wd, "_last_fire_at", None) != before
+        before = getattr(wd, "_last_fire_at", None)
+        off(event, fake_context(timeout_s=3.0))
+        arms_off += getattr(wd, "_last_fire_at", None) != before
+    checks["armed_calls_that_armed"] = f"{arms_on}/5"
+    checks["off_calls_that_armed"] = f"{arms_off}/5"
+    for _ in range(warmup):
+        armed(event, fake_context(timeout_s=3.0))
+        off(event, fake_context(timeout_s=3.0))
+    on_ns = [0] * n
+    off_ns = [0] * n
+    for i in range(n):
+        c1, c2 = fake_context(timeout_s=3.0), fake_context(timeout_s=3.0)
+        if i & 1:
+            t0 = pc()
+            off(event, c1)
+            t1 = pc()
+            armed(event, c2)
+            t2 = pc()
+            off_ns[i], on_ns[i] = t1 - t0, t2 - t1
+        else:
+            t0 = pc()
+            armed(event, c2)
+            t1 = pc()
+            off(event, c1)
+            t2 = pc()
+            on_ns[i], off_ns[i] = t1 - t0, t2 - t1
+    checks["watchdog_thread_alive_at_end"] = wd is not None and wd._thread.is_alive()
+    _write_result(
+        {
+            "armed_ns": on_ns,
+            "off_ns": off_ns,
+            "checks": checks,
+            "agent_log_records": count.n,
+            "timer_ns": timer_overhead_ns(pc),
+        }
+    )
+
+
+def child_breadcrumb(n_isolated: int, n_interleaved: int, warmup: int) -> None:
+    """Child: ``Breadcrumbs.enter`` + ``leave`` on the live breadcrumb of a monitored handler,
+    timed in a tight loop and one pair after each real monitored invocation."""
+    import lambdascope
+    from lambdascope import _state
+    from lambdascope._invocation import CURRENT
+    from lambdascope.testing import fake_context
+
+    count = _agent_log_counter()
+    last: list[Any] = [None]
+
+    def handler(event: Any, context: Any) -> Any:
+        last[0] = CURRENT.get()  # the invocation object, for the timed pairs below
+        return {"statusCode": 200, "body": "ok"}
+
+    monitored = lambdascope.monitor(handler)
+    pc = time.perf_counter_ns
+    event = EVENT
+    for _ in range(warmup):
+        monitored(event, fake_context())
+    bc = _state.S.breadcrumbs
+    if not bc:
+        raise RuntimeError("the agent has no breadcrumb in this process")
+    inv = last[0]
+    rss_kb, limit = inv.res_start.rss_kb, inv.pipeline.memory_limit_mb
+
+    # Check that a pair really writes the breadcrumb where a new process finds it (the file),
+    # and puts it back as the agent left it after the last invocation.
+    def contents() -> bytes:
+        with open(bc.path, "rb") as fh:
+            return fh.read()
+
+    idle = contents()
+    bc.enter(inv, rss_kb, limit)
+    written = contents()
+    bc.leave()
+    checks = {
+        "mapped": getattr(bc, "_map", None) is not None,
+        "written_has_request_id": written != idle and inv.request_id.encode() in written,
+        "written_has_trace": b"Root=" in written,
+        "cleared": contents() == idle,
+        "path": bc.path,
+    }
+
+    iso = [0] * n_isolated
+    for i in range(n_isolated):
+        t0 = pc()
+        bc.enter(inv, rss_kb, limit)
+        bc.leave()
+        iso[i] = pc() - t0
+    inter = [0] * n_interleaved
+    for i in range(n_interleaved):
+        ctx = fake_context()
+        monitored(event, ctx)
+        inv = last[0]
+        live = _state.S.breadcrumbs
+        t0 = pc()
+        live.enter(inv, inv.res_start.rss_kb, inv.pipeline.memory_limit_mb)
+        live.leave()
+        inter[i] = pc() - t0
+
+    # A cross-check: the agent's own calls, timed where it makes them (enter in the middle of
+    # opening the invocation, leave right after the handler) through a stand-in that forwards
+    # to the live breadcrumb.
+    class Timed:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+            self.enter_ns: list[int] = []
+            self.leave_ns: list[int] = []
+
+        def enter(self, inv: Any, rss_kb: Any, limit_mb: Any) -> None:
+            t0 = pc()
+            self.real.enter(inv, rss_kb, limit_mb)
+            self.enter_ns.append(pc() - t0)
+
+        def leave(self) -> None:
+            t0 = pc()
+            self.real.leave()
+            self.leave_ns.append(pc() - t0)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    timed = Timed(bc)
+    _state.S.breadcrumbs = timed
+    try:
+        for _ in range(n_interleaved):
+            monitored(event, fake_context())
+    finally:
+        _state.S.breadcrumbs = bc
+    in_place = [a + b for a, b in zip(timed.enter_ns, timed.leave_ns)]
+    checks["in_place_calls"] = f"{len(timed.enter_ns)} enter, {len(timed.leave_ns)} leave"
+    _write_result(
+        {
+            "isolated_ns": iso,
+            "interleaved_ns": inter,
+            "in_place_ns": in_place,
+            "checks": checks,
+            "agent_log_records": count.n,
+            "timer_ns": timer_overhead_ns(pc),
+        }
+    )
+
+
+def bench_watchdog(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+    """(e): median(armed) - median(off) over interleaved calls in one child per round."""
+    me = str(Path(__file__).resolve())
+    env = child_env({"LAMBDASCOPE_FLUSH": "sync", "LAMBDASCOPE_EXPORTERS": "stdout"})
+    on: list[float] = []
+    off: list[float] = []
+    rounds: list[float] = []
+    checks: list[dict[str, Any]] = []
+    log_records = 0
+    timer: list[float] = []
+    for rnd in range(cfg["watchdog_rounds"]):
+        res = run_child(
+            [sys.executable, me, "--_child", "watchdog", str(cfg["watchdog_n"]),
+             str(cfg["warmup"])],
+            env,
+        )  # fmt: skip
+        if res["_stderr"].strip():
+            log(f"  stderr of the watchdog child: {res['_stderr'].strip()[:300]}")
+        a = [x / 1000.0 for x in res["armed_ns"]]
+        b = [x / 1000.0 for x in res["off_ns"]]
+        on += a
+        off += b
+        rounds.append(median(a) - median(b))
+        checks.append(res["checks"])
+        log_records += res["agent_log_records"]
+        timer.append(res["timer_ns"])
+        log(f"  watchdog: round {rnd + 1}/{cfg['watchdog_rounds']} done")
+    diffs = [x - y for x, y in zip(on, off)]
+    return {
+        "invocations": len(on),
+        "armed_median_us": median(on),
+        "off_median_us": median(off),
+        "added_median_us": median(on) - median(off),
+        "added_p99_us": quantile(on, 0.99) - quantile(off, 0.99),
+        "paired_diff_median_us": median(diffs),
+        "round_added_medians_us": rounds,
+        "checks": checks,
+        "agent_log_records": log_records,
+        "timer_overhead_ns": median(timer),
+    }
+
+
+def bench_breadcrumb(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+    """(f): enter + leave, alone in a tight loop and one pair after each monitored call."""
+    me = str(Path(__file__).resolve())
+    # The trace header the runtime client sets for each invocation: the breadcrumb carries it.
+    env = child_env(
+        {
+            "LAMBDASCOPE_FLUSH": "sync",
+            "LAMBDASCOPE_EXPORTERS": "stdout",
+            "_X_AMZN_TRACE_ID": "Root=1-6755f1a0-3c6a1e5b9d2f4a7e8b0c1d2e;"
+            "Parent=53995c3f42cd8ad8;Sampled=1",
+        }
+    )
+    res = run_child(
+        [sys.executable, me, "--_child", "breadcrumb", str(cfg["breadcrumb_isolated_n"]),
+         str(cfg["breadcrumb_interleaved_n"]), str(cfg["warmup"])],
+        env,
+    )  # fmt: skip
+    if res["_stderr"].strip():
+        log(f"  stderr of the breadcrumb child: {res['_stderr'].strip()[:300]}")
+    iso = [x / 1000.0 for x in res["isolated_ns"]]
+    inter = [x / 1000.0 for x in res["interleaved_ns"]]
+    in_place = [x / 1000.0 for x in res["in_place_ns"]]
+    return {
+        "isolated_n": len(iso),
+        "interleaved_n": len(inter),
+        "isolated_median_us": median(iso),
+        "isolated_p99_us": quantile(iso, 0.99),
+        "interleaved_median_us": median(inter),
+        "interleaved_p90_us": quantile(inter, 0.9),
+        "interleaved_p99_us": quantile(inter, 0.99),
+        "in_place_n": len(in_place),
+        "in_place_median_us": median(in_place),
+        "in_place_p99_us": quantile(in_place, 0.99),
+        "timer_overhead_ns": res["timer_ns"],
+        "checks": res["checks"],
+        "agent_log_records": res["agent_log_records"],
+    }
+
+
 def git_state() -> str:
     """The commit measured, and whether src/ had uncommitted changes."""
     try:
@@ -646,7 +1018,102 @@ def build_rows(res: dict[str, Any]) -> list[Row]:
             c["rss_added_mb"],
             "rss_added_mb",
         ),
+        *after_rows(res["after_response"]),
+        (
+            "",
+            f"(e) timeout watchdog armed - off, {res['watchdog']['invocations']} calls each",
+            "",
+            "",
+            None,
+            None,
+        ),
+        (
+            "watchdog_added_median_us",
+            "    added to an invocation that ends in time, median",
+            "us",
+            ".1f",
+            res["watchdog"]["added_median_us"],
+            "watchdog_added_median_us",
+        ),
+        ("", "(f) crash breadcrumb, Breadcrumbs.enter + leave", "", "", None, None),
+        (
+            "breadcrumb_isolated_median_us",
+            "    alone in a tight loop, median (no budget)",
+            "us",
+            ".2f",
+            res["breadcrumb"]["isolated_median_us"],
+            None,
+        ),
+        (
+            "breadcrumb_interleaved_median_us",
+            "    after each monitored invocation, median",
+            "us",
+            ".2f",
+            res["breadcrumb"]["interleaved_median_us"],
+            "breadcrumb_interleaved_median_us",
+        ),
+        (
+            "breadcrumb_in_place_median_us",
+            "    the agent's own calls, timed in place (no budget)",
+            "us",
+            ".2f",
+            res["breadcrumb"]["in_place_median_us"],
+            None,
+        ),
     ]
+
+
+def after_rows(a: dict[str, Any]) -> list[Row]:
+    """(d): against the control (the agent's extension registered but idle: the budget), and
+    against the bare sandbox with no extension at all (no budget: it also holds the emulator's
+    work for serving an extension, which Lambda does outside the sandbox)."""
+    rows: list[Row] = [
+        (
+            "",
+            f"(d) after the response, Runtime API emulator, median of {a['invocations']}",
+            "",
+            "",
+            None,
+            None,
+        ),
+    ]
+    for e in ("stdout", "http"):
+        r = a[e]
+        rows += [
+            (
+                f"after_{e}_latency_median_us",
+                f"    {e}: caller latency, monitored - control",
+                "us",
+                ".0f",
+                r["latency_median_ms_vs_control"] * 1000.0,
+                f"after_{e}_latency_median_us",
+            ),
+            (
+                f"after_{e}_busy_median_ms",
+                f"    {e}: busy time, monitored - control",
+                "ms",
+                ".3f",
+                r["busy_median_ms_vs_control"],
+                f"after_{e}_busy_median_ms",
+            ),
+            (
+                f"after_{e}_latency_vs_bare_median_us",
+                f"    {e}: caller latency, monitored - bare (no ext.)",
+                "us",
+                ".0f",
+                r["latency_median_ms_vs_bare"] * 1000.0,
+                None,
+            ),
+            (
+                f"after_{e}_busy_vs_bare_median_ms",
+                f"    {e}: busy time, monitored - bare (no ext.)",
+                "ms",
+                ".3f",
+                r["busy_median_ms_vs_bare"],
+                None,
+            ),
+        ]
+    return rows
 
 
 def results(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -678,7 +1145,10 @@ def print_table(res: dict[str, Any]) -> None:
         f"load {m['loadavg']} -> {m['loadavg_end']}  mode {m['mode']}  source {m['source']}"
     )
     print(f"bytecode: compiled ({m['bytecode']}); children run with PYTHONDONTWRITEBYTECODE unset")
-    print("all figures: monitored minus bare handler, interleaved runs, medians\n")
+    print(
+        "(a)-(c): monitored minus bare handler; (d): monitored minus control sandbox; (e): "
+        "watchdog armed\nminus off; (f): time of the calls; interleaved runs, medians\n"
+    )
     rows = build_rows(res)
     w0 = max(len(r[1]) for r in rows)
     print(f"{'figure':<{w0}}  {'value':>10}  {'budget':>10}  result")
@@ -726,6 +1196,59 @@ def print_table(res: dict[str, Any]) -> None:
         f"  (b) http reports received by the collector {w['http_reports_received']}/"
         f"{w['http_reports_expected']}; agent warnings logged {w['agent_log_records']}"
     )
+    a = res["after_response"]
+    for e in ("stdout", "http"):
+        r = a[e]
+        print(
+            f"  (d) {e:6}: medians, caller latency / busy (ms): "
+            + ", ".join(
+                f"{name} {r[f'{name}_latency_median_ms']:.3f} / {r[f'{name}_busy_median_ms']:.3f}"
+                for name in a["sandboxes"]
+            )
+        )
+        print(
+            f"  (d) {e:6}: p90 monitored - control: latency "
+            f"{r['latency_p90_ms_vs_control'] * 1000:.0f} us, busy "
+            f"{r['busy_p90_ms_vs_control']:.3f} ms; median monitored - plain idle extension: "
+            f"latency {r['latency_median_ms_vs_plain_ext'] * 1000:.0f} us, busy "
+            f"{r['busy_median_ms_vs_plain_ext']:.3f} ms"
+        )
+    wd = res["watchdog"]
+    ck = wd["checks"][0]
+    print(
+        f"  (e) armed median {wd['armed_median_us']:.1f} us, off {wd['off_median_us']:.1f} us "
+        f"(LAMBDASCOPE_FLUSH=sync, stdout exporter); paired diff median "
+        f"{wd['paired_diff_median_us']:.1f} us; p99 armed - off {wd['added_p99_us']:.1f} us; "
+        "per round (us): " + ", ".join(f"{x:.1f}" for x in wd["round_added_medians_us"])
+    )
+    print(
+        f"  (e) checks: timeout_warning_ms {ck['timeout_warning_ms_armed']} vs "
+        f"{ck['timeout_warning_ms_off']}, context {ck['context_remaining_ms']} ms left; "
+        f"watchdog thread after an 'off' call {ck['watchdog_after_off_call']}, after an "
+        f"'armed' call {ck['watchdog_after_armed_call']}; calls that armed it: armed "
+        f"{ck['armed_calls_that_armed']}, off {ck['off_calls_that_armed']}; agent warnings "
+        f"{wd['agent_log_records']}"
+    )
+    bc = res["breadcrumb"]
+    bk = bc["checks"]
+    print(
+        f"  (f) alone: {bc['isolated_n']} pairs, median {bc['isolated_median_us']:.2f} us p99 "
+        f"{bc['isolated_p99_us']:.2f} us; after each monitored invocation: "
+        f"{bc['interleaved_n']} pairs, median {bc['interleaved_median_us']:.2f} us p90 "
+        f"{bc['interleaved_p90_us']:.2f} us p99 {bc['interleaved_p99_us']:.2f} us"
+    )
+    print(
+        f"  (f) in place (enter timed inside the agent's begin, leave inside its end, through a "
+        f"forwarding stand-in): {bc['in_place_n']} invocations, median "
+        f"{bc['in_place_median_us']:.2f} us p99 {bc['in_place_p99_us']:.2f} us; the timer's own "
+        f"cost, {bc['timer_overhead_ns']:.0f} ns a sample, is included (twice in place)"
+    )
+    print(
+        f"  (f) checks: file mapped {bk['mapped']}; a pair wrote the request id "
+        f"{bk['written_has_request_id']} and the X-Ray header {bk['written_has_trace']} to the "
+        f"file and left it as the agent had {bk['cleared']}; in place: {bk['in_place_calls']};"
+        f" agent warnings {bc['agent_log_records']}"
+    )
     print()
     print(
         f"python -X importtime: import lambdascope after boto3+requests, cumulative "
@@ -747,7 +1270,7 @@ def print_table(res: dict[str, Any]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer samples (about 30 s)")
+    ap.add_argument("--quick", action="store_true", help="fewer samples (about 20 s)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)
     ns = ap.parse_args()
@@ -755,6 +1278,10 @@ def main() -> int:
         kind = ns._child[0]
         if kind == "warm":
             child_warm(int(ns._child[1]), int(ns._child[2]))
+        elif kind == "watchdog":
+            child_watchdog(int(ns._child[1]), int(ns._child[2]))
+        elif kind == "breadcrumb":
+            child_breadcrumb(int(ns._child[1]), int(ns._child[2]), int(ns._child[3]))
         elif kind == "server":
             child_server()
         return 0
@@ -764,6 +1291,14 @@ def main() -> int:
 
     cfg = QUICK if ns.quick else FULL
     started = time.perf_counter()
+    SPOOL_DIR.append(tempfile.mkdtemp(prefix="lambdascope-bench-spool-"))
+    try:
+        return run(ns, cfg, started, log)
+    finally:
+        shutil.rmtree(SPOOL_DIR.pop(), ignore_errors=True)
+
+
+def run(ns: argparse.Namespace, cfg: dict[str, Any], started: float, log: Any) -> int:
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(),
@@ -798,9 +1333,24 @@ def main() -> int:
     imp["alone_modules"] = imp_alone["modules"]
     log("(b) warm invocations ...")
     warm = bench_warm(cfg, log)
+    log(f"(d) after the response, under the Runtime API emulator: {cfg['after_n']} invocations ...")
+    after = bench_after_response(cfg, log)
+    log("(e) timeout watchdog ...")
+    watchdog = bench_watchdog(cfg, log)
+    log("(f) crash breadcrumb ...")
+    breadcrumb = bench_breadcrumb(cfg, log)
     meta["elapsed_s"] = time.perf_counter() - started
     meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    res = {"meta": meta, "budgets": BUDGETS, "cold_start": cold, "importtime": imp, "warm": warm}
+    res = {
+        "meta": meta,
+        "budgets": BUDGETS,
+        "cold_start": cold,
+        "importtime": imp,
+        "warm": warm,
+        "after_response": after,
+        "watchdog": watchdog,
+        "breadcrumb": breadcrumb,
+    }
     res["results"] = results(res)
     if ns.json:
         json.dump(res, sys.stdout, indent=2)
