@@ -95,7 +95,9 @@ class Breadcrumbs:
 
     def __init__(self, spool_dir: str) -> None:
         self.directory = os.path.join(spool_dir, "inflight")
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        from ._spool import private_dirs
+
+        private_dirs(self.directory)
         self.pid = os.getpid()
         self.ticks = _start_ticks(self.pid) or "0"
         self.path = os.path.join(self.directory, f"{self.pid}-{self.ticks}.crumb")

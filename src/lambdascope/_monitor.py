@@ -19,7 +19,7 @@ from ._guard import internal_error
 from ._invocation import CURRENT, Invocation, SpanRecord
 from ._report import SCHEMA, error_info, python_version
 from ._resources import Sampler, leak_suspected
-from ._triggers import batch_failures, detect
+from ._triggers import Trigger, batch_failures, detect
 
 LEAK_WINDOW = 30
 _HTTP_TRIGGERS = frozenset(("api_gateway", "api_gateway_v2", "alb", "function_url"))
@@ -245,7 +245,11 @@ def _reports(
     """
     t1 = time.perf_counter()
     S = _state.S
-    report = build_report(inv, result, exc, end_wall, duration_ms)
+    try:
+        report = build_report(inv, result, exc, end_wall, duration_ms)
+    except Exception as err:
+        internal_error("report.build", err)
+        report = _fallback_report(inv, exc, end_wall, duration_ms, None)
     overhead = report["agent"]["overhead"]
     if after_response:
         overhead["after_response_ms"] = round((time.perf_counter() - t1) * 1000.0, 3)
@@ -265,6 +269,106 @@ def prepare_start(pipeline: Any) -> None:
     S = _state.S
     if S.sampler is not None:
         S.next_start = (S.runtime_nexts, S.sampler.start(pipeline.reuse_net))
+
+
+_RESOURCE_KEYS = (
+    "rss_start_mb", "rss_end_mb", "rss_peak_mb", "memory_used_pct", "cpu_user_ms",
+    "cpu_system_ms", "net_rx_bytes", "net_tx_bytes", "tmp_used_mb", "open_fds", "threads",
+    "sandbox_memory_mb", "sandbox_memory_peak_mb",
+)  # fmt: skip
+
+
+def _redacted(redact: Any, attributes: dict[str, Any], trusted: bool) -> dict[str, Any]:
+    """Redacted attributes; when redaction itself fails, none at all (never unredacted)."""
+    try:
+        return redact(attributes, trusted)  # type: ignore[no-any-return]
+    except Exception as err:
+        internal_error("redact.attributes", err)
+        return {"lambdascope.attributes_dropped": True}
+
+
+def _error_of(exc: BaseException, pipeline: Any) -> dict[str, Any]:
+    try:
+        return error_info(exc, scrub=pipeline.redactor.scrub)
+    except Exception as err:  # the type and stack without the message (it could hold a secret)
+        internal_error("report.error", err)
+        try:
+            info = error_info(exc)
+            info["message"] = ""
+            return info
+        except Exception:
+            return {"type": type(exc).__name__, "message": "", "stack": []}
+
+
+def _fallback_report(
+    inv: Invocation,
+    exc: BaseException | None,
+    end_wall: float,
+    duration_ms: float,
+    status: str | None,
+) -> dict[str, Any]:
+    """The invocation's bare facts, when building its full report failed: the invocation still
+    shows (timing, status, the error's type and stack), without what the agent could not vouch
+    for (spans, logs, metrics, resource figures)."""
+    pipeline = inv.pipeline
+    verdict = inv.verdict
+    function = dict(pipeline.function)
+    function["memory_limit_mb"] = pipeline.memory_limit_mb
+    function["arn"] = None
+    if function.get("name") is None:
+        function["name"] = inv.name or None
+        function["service"] = function.get("service") or function["name"]
+    resources: dict[str, Any] = {key: None for key in _RESOURCE_KEYS}
+    resources["rss_growth_mb"] = 0.0
+    resources["leak_suspected"] = False
+    error = None
+    if exc is not None:
+        error = {"type": type(exc).__name__, "message": "", "stack": []}
+        try:
+            error = error_info(exc)
+            error["message"] = ""
+        except Exception:
+            pass
+    try:
+        trace_id, parent = inv.trace_id, inv.parent_span_id
+    except Exception:
+        trace_id, parent = _ids.new_trace_id(), None
+    return {
+        "schema": SCHEMA,
+        "agent": {
+            "name": "lambdascope",
+            "version": _version(),
+            "python": python_version(),
+            "overhead": {"init_ms": None, "invocation_ms": round(inv.agent_s * 1000.0, 3)},
+            "report_failed": True,
+        },
+        "function": function,
+        "invocation": {
+            "request_id": inv.request_id,
+            "start_ms": round(inv.start_wall * 1000.0, 3),
+            "end_ms": round(end_wall * 1000.0, 3),
+            "duration_ms": round(duration_ms, 3),
+            "timeout_ms": inv.timeout_ms,
+            "cold_start": bool(verdict and verdict.cold_start),
+            "init_duration_ms": None,
+            "init_type": verdict.init_type if verdict else pipeline.init_type,
+            "proactive_init": bool(verdict and verdict.proactive_init),
+            "since_restore_ms": None,
+            "status": status or ("error" if exc is not None else "ok"),
+            "sampled": False,
+            "trigger": {"type": "direct", "source": None},
+            "batch": None,
+            "tenant_id": None,
+        },
+        "error": error,
+        "resources": resources,
+        "metrics": [],
+        "labels": [],
+        "trace": {"trace_id": trace_id, "span_id": None, "parent_span_id": parent},
+        "spans": [],
+        "dropped_spans": 0,
+        "logs": [],
+    }
 
 
 def _root_span(inv: Invocation, trigger: Any) -> SpanRecord:
@@ -320,7 +424,7 @@ def build_report(
     verdict = inv.verdict
     if status is None:
         status = "error" if exc is not None else "ok"
-    error = error_info(exc, scrub=pipeline.redactor.scrub) if exc is not None else None
+    error = _error_of(exc, pipeline) if exc is not None else None
 
     context = inv._context
     memory_limit_mb = pipeline.memory_limit_mb
@@ -331,7 +435,11 @@ def build_report(
             memory_limit_mb = None
 
     # Resources, RSS growth since the cold start, and the leak signal.
-    resources = S.sampler.end(inv.res_start, memory_limit_mb)
+    try:
+        resources = S.sampler.end(inv.res_start, memory_limit_mb)
+    except Exception as err:  # no figures rather than no report
+        internal_error("resources.end", err)
+        resources = {key: None for key in _RESOURCE_KEYS}
     rss_end = resources["rss_end_mb"]
     growth = 0.0
     if rss_end is not None and snapshot:
@@ -367,7 +475,12 @@ def build_report(
 
     trigger = inv.trigger
     if trigger is None:
-        trigger = inv.trigger = detect(inv.event_ref)
+        try:
+            trigger = detect(inv.event_ref)
+        except Exception as err:
+            internal_error("trigger.detect", err)
+            trigger = Trigger("direct", None, None)
+        inv.trigger = trigger
     if inv.root is None and inv.sampled:
         inv.root = _root_span(inv, trigger)
     batch = None
@@ -406,22 +519,22 @@ def build_report(
         children = sorted(inv.spans, key=lambda s: s.start_ms)
         redact = pipeline.redactor.attributes
         for record in children:
-            record.attributes = redact(record.attributes, record.trusted)
+            record.attributes = _redacted(redact, record.attributes, record.trusted)
             spans.append(record.as_dict())
         if snapshot:
             for record in list(inv.open_spans.values()):
                 data = record.as_dict()  # the duration so far
-                data["attributes"] = dict(pipeline.redactor.attributes(record.attributes))
+                data["attributes"] = dict(_redacted(redact, record.attributes, False))
                 data["attributes"]["lambdascope.in_flight"] = True
                 spans.append(data)
 
     metrics = inv.metrics
     if metrics:
-        redactor = pipeline.redactor
+        redact = pipeline.redactor.attributes
         for m in metrics:
             dims = m["dimensions"]
             if dims:
-                m["dimensions"] = redactor.attributes(dims)
+                m["dimensions"] = _redacted(redact, dims, False)
 
     report: dict[str, Any] = {
         "schema": SCHEMA,

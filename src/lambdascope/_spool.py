@@ -31,6 +31,20 @@ MAX_BATCH_REPORTS = 100
 MAX_BATCH_BYTES = 2 * 1024 * 1024
 
 
+def private_dirs(path: str) -> None:
+    """Make ``path`` and every missing parent owner-only (``os.makedirs`` gives its ``mode`` to
+    the last directory only; the parents would get the umask's)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path.rstrip(os.sep))
+    if parent and parent != path:
+        private_dirs(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+
+
 class Spool:
     def __init__(self, directory: str, max_mb: float) -> None:
         self.directory = directory
@@ -40,7 +54,7 @@ class Spool:
 
     def _dir(self, lane: str) -> str:
         path = os.path.join(self.directory, lane)
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        private_dirs(path)
         return path
 
     def put(self, lane: str, lines: list[str]) -> None:
@@ -106,10 +120,10 @@ class Spool:
             )
             log_once(
                 "spool-full",
-                "lambdascope: the spool at %s is full (%d MB); the oldest reports are dropped "
+                "lambdascope: the spool at %s is full (%g MB); the oldest reports are dropped "
                 "and counted",
                 self.directory,
-                self.max_bytes // (1024 * 1024),
+                round(self.max_bytes / (1024 * 1024), 3),
             )
 
     def claim(self, lane: str) -> tuple[list[str], list[str]]:

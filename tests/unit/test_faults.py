@@ -257,3 +257,40 @@ def test_max_spans_zero_keeps_no_span(validate_report: Any) -> None:
         handler({}, fake_context())
     report = validate_report(reports[0])
     assert report["spans"] == [] and report["dropped_spans"] == 2
+
+
+def test_report_building_fails_and_a_bare_report_still_goes_out(
+    monkeypatch: Any, caplog: Any, validate_report: Any
+) -> None:
+    from lambdascope import _monitor
+
+    monkeypatch.setattr(_monitor, "build_report", raising)
+    with capture_reports() as reports:
+        warnings = exercise(caplog)
+    assert len(warnings) == 1 and "report.build" in warnings[0].getMessage()
+    assert len(reports) == 6  # nothing lost: one (bare) report per invocation
+    for report in reports:
+        validate_report(report)
+        assert report["agent"]["report_failed"] is True
+        assert report["spans"] == [] and report["logs"] == []
+    statuses = sorted(r["invocation"]["status"] for r in reports)
+    assert statuses == ["error"] * 3 + ["ok"] * 3
+    errors = [r["error"] for r in reports if r["error"] is not None]
+    assert all(e["type"] == "ValueError" and e["message"] == "" and e["stack"] for e in errors)
+
+
+def test_attribute_redaction_fails_and_drops_the_attributes_not_the_report(
+    monkeypatch: Any, caplog: Any, validate_report: Any
+) -> None:
+    from lambdascope import _redact
+
+    monkeypatch.setattr(_redact.Redactor, "attributes", raising)
+    with capture_reports() as reports:
+        warnings = exercise(caplog)
+    assert len(warnings) == 1 and "redact.attributes" in warnings[0].getMessage()
+    assert len(reports) == 6
+    for report in reports:
+        validate_report(report)
+    spans = [s for r in reports for s in r["spans"] if s["name"] == "work"]
+    assert len(spans) == 3
+    assert all(s["attributes"] == {"lambdascope.attributes_dropped": True} for s in spans)

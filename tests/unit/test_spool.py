@@ -119,3 +119,13 @@ def test_spool_bound_drops_oldest_first(tmp_path: Any) -> None:
     kept = [json.loads(line)["i"] for line in lines]
     assert kept == sorted(kept) and kept[-1] == 9
     assert spool.dropped + len(kept) == 10
+
+
+def test_spool_directories_it_creates_are_owner_only(tmp_path: Any) -> None:
+    from lambdascope._spool import Spool
+
+    root = tmp_path / "a" / "b" / "spool"
+    spool = Spool(str(root), 1)
+    spool.put("http", ['{"n": 1}'])
+    for path in (tmp_path / "a", tmp_path / "a" / "b", root, root / "http"):
+        assert path.stat().st_mode & 0o777 == 0o700, path

@@ -187,7 +187,7 @@ def call_in_span(
             response = wrapped(*args, **kwargs)
     except BaseException as exc:
         set_error(record, exc)
-        _spans.finish(handle, exc)
+        _spans.finish_safely(handle, exc)
         raise
     finally:
         ACTIVE.reset(token)
@@ -198,5 +198,5 @@ def call_in_span(
             record.attributes["http.request.resend_count"] = resends
     except Exception:
         error = False
-    _spans.finish(handle, error=error)
+    _spans.finish_safely(handle, error=error)
     return response

@@ -51,5 +51,20 @@ def finish(
         crumbs.span_ended(inv, record)
 
 
+def finish_safely(
+    handle: tuple[Invocation, SpanRecord],
+    exc: BaseException | None = None,
+    error: bool = False,
+) -> None:
+    """:func:`finish` for the instrumented calls: whatever goes wrong in the agent's
+    bookkeeping is logged once and never reaches (or replaces) the call's own outcome."""
+    try:
+        finish(handle, exc, error)
+    except Exception as err:
+        from .._guard import internal_error
+
+        internal_error("span.finish", err)
+
+
 def traceparent(inv: Invocation, span_id: str) -> str:
     return f"00-{inv.trace_id}-{span_id}-{'01' if inv.sampled else '00'}"

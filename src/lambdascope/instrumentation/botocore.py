@@ -299,7 +299,7 @@ class BotocoreInstrumentor(Instrumentor):
                     record.attributes["error.type"] = str(code)
             else:
                 _http.set_error(record, exc)
-            _spans.finish(handle, exc)
+            _spans.finish_safely(handle, exc)
             raise
         finally:
             _http.ACTIVE.reset(token)
@@ -309,7 +309,7 @@ class BotocoreInstrumentor(Instrumentor):
                 error = _response_attrs(record, result)
             except Exception:
                 error = False
-        _spans.finish(handle, error=error)
+        _spans.finish_safely(handle, error=error)
         return result
 
 

@@ -53,7 +53,7 @@ class HttpClientInstrumentor(Instrumentor):
         try:
             stale = instance.__dict__.pop(_ATTR, None)
             if stale is not None:  # a request that never got its response
-                _spans.finish(stale, error=True)
+                _spans.finish_safely(stale, error=True)
             host, port = instance.host, instance.port
             if not _http.is_excluded(host, port):
                 method = _http.method_name(args[0] if args else kwargs.get("method", "GET"))
@@ -91,7 +91,7 @@ class HttpClientInstrumentor(Instrumentor):
             if instance.__dict__.get(_ATTR) is handle:
                 del instance.__dict__[_ATTR]
                 _http.set_error(handle[1], exc)
-                _spans.finish(handle, exc)
+                _spans.finish_safely(handle, exc)
             raise
         finally:
             if token is not None:
@@ -110,13 +110,13 @@ class HttpClientInstrumentor(Instrumentor):
         except BaseException as exc:
             if handle is not None:
                 _http.set_error(handle[1], exc)
-                _spans.finish(handle, exc)
+                _spans.finish_safely(handle, exc)
             raise
         ttfb = (time.perf_counter() - t0) * 1000.0
         target.attributes[_http.TTFB_MS] = round(ttfb, 3)
         if handle is not None:
             error = _http.set_status(handle[1], int(getattr(response, "status", 0) or 0))
-            _spans.finish(handle, error=error)
+            _spans.finish_safely(handle, error=error)
         return response
 
     # -- connection timing ----------------------------------------------------------------

@@ -127,7 +127,7 @@ class HttpxInstrumentor(Instrumentor):
                 handle[1].attributes["network.protocol.version"] = str(version).split("/")[-1]
         except Exception:
             error = False
-        _spans.finish(handle, error=error)
+        _spans.finish_safely(handle, error=error)
 
     def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         opened = self._open(args, kwargs, _Trace)
@@ -139,7 +139,7 @@ class HttpxInstrumentor(Instrumentor):
             response = wrapped(*args, **kwargs)
         except BaseException as exc:
             _http.set_error(handle[1], exc)
-            _spans.finish(handle, exc)
+            _spans.finish_safely(handle, exc)
             raise
         finally:
             _http.ACTIVE.reset(token)
@@ -157,7 +157,7 @@ class HttpxInstrumentor(Instrumentor):
             response = await wrapped(*args, **kwargs)
         except BaseException as exc:
             _http.set_error(handle[1], exc)
-            _spans.finish(handle, exc)
+            _spans.finish_safely(handle, exc)
             raise
         finally:
             _http.ACTIVE.reset(token)

@@ -62,7 +62,7 @@ class SubprocessInstrumentor(Instrumentor):
             wrapped(*args, **kwargs)
         except BaseException as exc:
             handle[1].attributes["error.type"] = type(exc).__qualname__
-            _spans.finish(handle, exc)
+            _spans.finish_safely(handle, exc)
             raise
         handle[1].attributes["process.pid"] = instance.pid
         instance.__dict__[_ATTR] = handle
@@ -75,5 +75,5 @@ class SubprocessInstrumentor(Instrumentor):
             handle[1].attributes["process.exit.code"] = code
             if code != 0:
                 handle[1].attributes["error.type"] = str(code)
-            _spans.finish(handle, error=code != 0)
+            _spans.finish_safely(handle, error=code != 0)
         return result
