@@ -54,6 +54,14 @@ def build(config: Any) -> list[Exporter]:
                 from .http import HttpExporter
 
                 out.append(HttpExporter(config.collector_url, config.token))
+            elif name == "emf":
+                import os
+
+                from .emf import EmfExporter
+
+                # An exporter's own setting (like the OTEL_* variables of otlp), not a core one.
+                namespace = os.environ.get("LAMBDASCOPE_EMF_NAMESPACE") or None
+                out.append(EmfExporter(namespace=namespace))
             else:
                 log_once(
                     "exporter-unavailable:" + name,
