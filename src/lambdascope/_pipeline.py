@@ -28,10 +28,15 @@ SPOOL_LOOK_S = 10.0
 class _Lane:
     """One exporter with its own queue of undelivered reports and its back-off."""
 
-    __slots__ = ("backoff_s", "exporter", "look_at", "queue", "retry_at", "spooled")
+    __slots__ = (
+        "backoff_s", "exporter", "look_at", "queue", "retry_at", "spooled", "wants_lines",
+    )  # fmt: skip
 
     def __init__(self, exporter: Any) -> None:
         self.exporter = exporter
+        #: Exporters of report objects (emf, otlp) say False: the reports are then serialised
+        #: only when they must wait (spool, retry queue).
+        self.wants_lines = bool(getattr(exporter, "wants_lines", True))
         self.queue: list[tuple[dict[str, Any], str]] = []
         self.retry_at = 0.0
         self.backoff_s = 0.0
@@ -135,13 +140,18 @@ class Pipeline:
         ok = True
         token = SUPPRESS.set(ALL)  # the agent's own calls are never traced
         try:
-            lines = [self.serialise(r) for r in reports]
             lanes = [self._lane(e) for e in self._exporters]
+            # Serialised only when an exporter writes lines, or a report must wait (spool).
+            lines: list[str] = (
+                [self.serialise(r) for r in reports]
+                if any(lane.wants_lines for lane in lanes)
+                else []
+            )
             if ignore_backoff:
                 for lane in lanes:
                     lane.retry_at = lane.look_at = 0.0
             for lane in lanes:  # fresh reports first
-                if lines and not self._send(lane, reports, lines, deadline):
+                if reports and not self._send(lane, reports, lines, deadline):
                     ok = False
             for lane in lanes:  # then what waited, oldest first, in batches
                 if not self._drain(lane, deadline):
@@ -175,6 +185,8 @@ class Pipeline:
         self, lane: _Lane, reports: list[dict[str, Any]], lines: list[str], deadline: float
     ) -> bool:
         if self._call(lane, reports, lines, deadline) is ExportResult.RETRY:
+            if len(lines) != len(reports):  # an exporter of report objects: serialise now
+                lines[:] = [self.serialise(r) for r in reports]
             spool = self.spool
             if spool is not None:
                 try:

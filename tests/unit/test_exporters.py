@@ -292,3 +292,48 @@ class TestStdoutExporter:
         handler = monitored()
         monkeypatch.setattr("sys.stdout", Broken())
         assert handler({"ret": 3}, fake_context()) == 3
+
+
+def test_exporters_of_report_objects_serialise_only_what_must_wait(
+    monkeypatch: Any, tmp_path: Any
+) -> None:
+    """With only object exporters (emf, otlp), a delivered report is never serialised; one that
+    must wait is, and goes to the spool as a line like any other."""
+    from lambdascope import _pipeline
+    from lambdascope.exporters import ExportResult
+
+    answers = [ExportResult.SUCCESS, ExportResult.RETRY]
+    seen: list[tuple[int, int]] = []
+
+    class Objects:
+        name = "objects"
+        network = False
+        wants_lines = False
+
+        def export(self, reports: Any, lines: Any, timeout_s: float) -> Any:
+            seen.append((len(reports), len(lines)))
+            return answers.pop(0) if answers else ExportResult.SUCCESS
+
+        def reset(self) -> None: ...
+
+        def shutdown(self) -> None: ...
+
+    monkeypatch.setattr(_pipeline, "build", lambda config: [Objects()])
+    calls = []
+    real = _pipeline.Pipeline.serialise
+    monkeypatch.setattr(
+        _pipeline.Pipeline, "serialise", lambda self, r: calls.append(1) or real(self, r)
+    )
+    spool = tmp_path / "spool"
+
+    @lambdascope.monitor(spool_dir=str(spool), flush="sync")
+    def handler(event: Any, context: Any) -> int:
+        return 1
+
+    assert handler({}, fake_context()) == 1
+    assert calls == [] and seen == [(1, 0)]
+    assert handler({}, fake_context()) == 1  # refused for now: serialised for the spool
+    assert len(calls) == 1
+    (lane,) = [p for p in spool.iterdir() if p.name == "objects"]
+    (spooled,) = list(lane.iterdir())
+    assert json.loads(spooled.read_text())["schema"] == "lambdascope/1"

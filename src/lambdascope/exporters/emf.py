@@ -220,6 +220,7 @@ class _Document:
 
 class EmfExporter:
     name = "emf"
+    wants_lines = False  # documents are built from the report objects
     network = False
 
     def __init__(self, namespace: str | None = None) -> None:
