@@ -54,6 +54,10 @@ def build(config: Any) -> list[Exporter]:
                 from .http import HttpExporter
 
                 out.append(HttpExporter(config.collector_url, config.token))
+            elif name == "otlp":
+                from .otlp import OtlpExporter  # its protobuf modules load at the first export
+
+                out.append(OtlpExporter(config.otlp_endpoint))
             elif name == "emf":
                 import os
 
