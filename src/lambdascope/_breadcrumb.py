@@ -231,17 +231,17 @@ def crashed_report(crumb: dict[str, Any], pipeline: Any) -> dict[str, Any]:
         at = span.get("start_ms")
         after = f" ({float(at) - start:.0f} ms after the start)" if at is not None else ""
         cause += f"; in flight: {str(span['name'])[:200]}{after}"
+    from ._propagation import parse_xray
+
     trace_id = span.get("trace_id")
-    if not trace_id:  # no span was opened: the trace the runtime gave the invocation
-        from ._propagation import parse_xray
+    parent_span_id = None
+    ctx = parse_xray(crumb.get("xray"))  # the trace the runtime gave the invocation
+    if ctx is not None and trace_id in (None, ctx.trace_id):
+        trace_id, parent_span_id = ctx.trace_id, ctx.span_id
+    if not trace_id:
+        from ._ids import new_trace_id
 
-        ctx = parse_xray(crumb.get("xray"))
-        if ctx is not None:
-            trace_id = ctx.trace_id
-        else:
-            from ._ids import new_trace_id
-
-            trace_id = new_trace_id()
+        trace_id = new_trace_id()
     function = dict(pipeline.function)
     function["memory_limit_mb"] = limit or function.get("memory_limit_mb")
     resources = {key: None for key in (
@@ -279,7 +279,7 @@ def crashed_report(crumb: dict[str, Any], pipeline: Any) -> dict[str, Any]:
         "metrics": [],
         "labels": [],
         "trace": {"trace_id": trace_id, "span_id": span.get("root_span_id"),
-                  "parent_span_id": None},
+                  "parent_span_id": parent_span_id},
         "spans": [],
         "dropped_spans": 0,
         "logs": [],

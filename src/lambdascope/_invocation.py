@@ -110,6 +110,7 @@ class Invocation:
         "ended",
         "event",
         "event_ref",
+        "exc_tb",
         "fire_at",
         "first",
         "labels",
@@ -140,6 +141,7 @@ class Invocation:
         self.request_id = request_id
         self._context = context
         self.event_ref = event  # the event itself: trace context and trigger are read from it
+        self.exc_tb: Any = None  # the handler's exception's traceback as it left the handler
         # The trace context (trace id, parent, the invocation span's id, the sampling decision
         # and a batch's links) is worked out from the event on first use (see _resolve): an
         # invocation that makes no call and records no span does that after the response.
@@ -177,6 +179,7 @@ class Invocation:
 
     # -- the trace context, worked out on first use ------------------------------------------
     def _resolve(self) -> None:
+        failure: Exception | None = None
         with _RESOLVE_LOCK:  # two threads of one invocation must agree on its ids
             if self._resolved:
                 return
@@ -186,9 +189,7 @@ class Invocation:
             try:
                 remote, links, oldest = extract(self.event_ref, now_ms=self.start_wall * 1000.0)
             except Exception as exc:
-                from ._guard import internal_error
-
-                internal_error("propagation.extract", exc)
+                failure = exc
                 remote, links, oldest = None, [], None
             if remote is not None:
                 self._trace_id = remote.trace_id
@@ -207,6 +208,11 @@ class Invocation:
             else:
                 self._sampled = rate >= 1.0 or (rate > 0.0 and _ids.random_fraction() < rate)
             self._resolved = True
+        if failure is not None:
+            # Logged once the lock is released: a log hook may read the ids (and so resolve).
+            from ._guard import internal_error
+
+            internal_error("propagation.extract", failure)
 
     @property
     def trace_id(self) -> str:

@@ -184,6 +184,8 @@ def end(handle: Any, result: Any, exc: BaseException | None) -> None:
     end_wall = time.time()
     duration_ms = (t0 - inv.start_perf) * 1000.0
     inv.ended = True
+    if exc is not None:  # the stack as it left the handler (frames added later are not ours)
+        inv.exc_tb = exc.__traceback__
     S = _state.S
     watchdog = S.watchdog
     if watchdog is not None:
@@ -287,9 +289,9 @@ def _redacted(redact: Any, attributes: dict[str, Any], trusted: bool) -> dict[st
         return {"lambdascope.attributes_dropped": True}
 
 
-def _error_of(exc: BaseException, pipeline: Any) -> dict[str, Any]:
+def _error_of(exc: BaseException, pipeline: Any, tb: Any = None) -> dict[str, Any]:
     try:
-        return error_info(exc, scrub=pipeline.redactor.scrub)
+        return error_info(exc, scrub=pipeline.redactor.scrub, tb=tb)
     except Exception as err:  # the type and stack without the message (it could hold a secret)
         internal_error("report.error", err)
         try:
@@ -424,7 +426,7 @@ def build_report(
     verdict = inv.verdict
     if status is None:
         status = "error" if exc is not None else "ok"
-    error = _error_of(exc, pipeline) if exc is not None else None
+    error = _error_of(exc, pipeline, inv.exc_tb) if exc is not None else None
 
     context = inv._context
     memory_limit_mb = pipeline.memory_limit_mb

@@ -176,21 +176,25 @@ def _record_context(record: dict[str, Any], source: str | None) -> Context | Non
 
 
 def _record_age_ms(record: dict[str, Any], source: str | None, now_ms: float) -> float | None:
-    sent: Any = None
-    if source == "aws:sqs":
-        sent = (record.get("attributes") or {}).get("SentTimestamp")
-    elif source == "aws:kinesis":
-        sent = (record.get("kinesis") or {}).get("approximateArrivalTimestamp")
-        if sent is not None:
-            sent = float(sent) * 1000.0
-    elif source == "aws:dynamodb":
-        sent = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
-        if sent is not None:
-            sent = float(sent) * 1000.0
     try:
+        sent: Any = None
+        if source == "aws:sqs":
+            sent = _mapping(record.get("attributes")).get("SentTimestamp")
+        elif source == "aws:kinesis":
+            sent = _mapping(record.get("kinesis")).get("approximateArrivalTimestamp")
+            if sent is not None:
+                sent = float(sent) * 1000.0
+        elif source == "aws:dynamodb":
+            sent = _mapping(record.get("dynamodb")).get("ApproximateCreationDateTime")
+            if sent is not None:
+                sent = float(sent) * 1000.0
         return round(max(0.0, now_ms - float(sent)), 3) if sent is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def extract(

@@ -53,12 +53,14 @@ def python_version() -> str:
 
 
 def error_info(
-    exc: BaseException, skip: int = 1, scrub: Any = None
+    exc: BaseException, skip: int = 1, scrub: Any = None, tb: TracebackType | None = None
 ) -> dict[str, Any]:
     """Type, message and stack of ``exc``: outermost call first, the raising frame last.
 
     ``skip`` drops the agent's own wrapper frames at the top of the traceback; ``scrub`` cleans
-    the message of secrets before it is cut to length.
+    the message of secrets before it is cut to length; ``tb`` is the traceback as it was when
+    the exception left the handler (a report built later would otherwise see the frames the
+    exception went on through, such as the runtime client's).
     """
     cls = type(exc)
     module = cls.__module__
@@ -71,7 +73,8 @@ def error_info(
     if scrub is not None:
         message = scrub(message)
     frames: list[dict[str, Any]] = []
-    tb: TracebackType | None = exc.__traceback__
+    if tb is None:
+        tb = exc.__traceback__
     while tb is not None and skip > 0 and tb.tb_next is not None:
         tb, skip = tb.tb_next, skip - 1
     while tb is not None:

@@ -83,6 +83,9 @@ class span:
                 dict(self.attributes),
             )
             inv.open_spans[record.span_id] = record
+            crumbs = _state.S.breadcrumbs
+            if crumbs:  # a crash report names the span in flight
+                crumbs.span_started(inv, record)
             self._token = PARENT.set(record.span_id)
             bridge = _state.S.otel_bridge
             if bridge is not None and bridge.active:
@@ -103,6 +106,9 @@ class span:
             self._record = self._inv = None
             record.finish(exc)
             inv.add_span(record)
+            crumbs = _state.S.breadcrumbs
+            if crumbs:
+                crumbs.span_ended(inv, record)
             if self._otel_token is not None:
                 _state.S.otel_bridge.detach(self._otel_token)
                 self._otel_token = None
