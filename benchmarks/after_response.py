@@ -19,6 +19,8 @@ Reported: median and p90 of monitored minus bare, per exporter (``stdout`` to th
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import os
 import statistics
 import sys
@@ -48,11 +50,19 @@ SANDBOXES = {
 
 class Collector:
     def __init__(self) -> None:
+        outer = self
+        self.reports: list[dict[str, Any]] = []
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    doc = json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body)
+                    outer.reports.extend(doc if isinstance(doc, list) else [doc])
+                except ValueError:
+                    pass
                 self.send_response(202)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -102,6 +112,14 @@ def measure(exporter: str, n: int, collector: Collector) -> dict[str, float]:
                 lat, b = one(boxes[name])
                 latency[name].append(lat)
                 busy[name].append(b)
+        # The agent's own account of each measured invocation: its time on the caller's path
+        # (agent.overhead.invocation_ms) and after the response (after_response_ms).
+        if exporter == "http":
+            reports = collector.reports[-n:]
+        else:
+            lines = boxes["monitored"].stdout.splitlines()
+            reports = [json.loads(x) for x in lines if x.startswith('{"schema"')][-n:]
+        own = [r["agent"]["overhead"] for r in reports]
     finally:
         for box in boxes.values():
             box.stop()
@@ -119,6 +137,9 @@ def measure(exporter: str, n: int, collector: Collector) -> dict[str, float]:
             busy[base]
         )
         out[f"busy_p90_ms_vs_{base}"] = q(busy["monitored"], 0.9) - q(busy[base], 0.9)
+    out["agent_invocation_ms"] = statistics.median(o["invocation_ms"] for o in own)
+    out["agent_after_response_ms"] = statistics.median(o.get("after_response_ms", 0.0) for o in own)
+    out["agent_reports"] = len(own)
     for name in SANDBOXES:
         out[f"{name}_latency_median_ms"] = statistics.median(latency[name])
         out[f"{name}_busy_median_ms"] = statistics.median(busy[name])
@@ -151,6 +172,11 @@ def main() -> int:
                 f"{exporter:<8} {base:<9} {lat_us:>12.0f} us / {lat90_us:>6.0f} us {lat_word:>6}"
                 f" {busy_ms:>10.3f} ms / {busy90_ms:.3f} ms {busy_word:>5}"
             )
+        print(
+            f"         the agent's own account (median of {r['agent_reports']} reports): "
+            f"{r['agent_invocation_ms'] * 1000:.0f} us on the caller's path, "
+            f"{r['agent_after_response_ms'] * 1000:.0f} us building the report after the response"
+        )
         print(
             "         medians: "
             + ", ".join(

@@ -105,7 +105,10 @@ def _safe_attr(obj: Any, name: str) -> Any:
 
 
 def _request_id(context: Any) -> str:
-    rid = _safe_attr(context, "aws_request_id")
+    try:
+        rid = context.aws_request_id
+    except Exception:  # absent, or a property that raises: a request id of our own
+        rid = None
     if isinstance(rid, str) and rid:
         return rid
     h = _ids.new_trace_id()
@@ -128,11 +131,13 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         context = args[1] if len(args) > 1 else kwargs.get("context")
         inv = Invocation(_request_id(context), context, event)
         inv.config, inv.pipeline = config, pipeline
-        first = S.first_invocation
-        S.first_invocation = False  # cleared at once: a first invocation that raises is still first
-        inv.first = first
-        gap_ms = (inv.start_wall - S.init_end) * 1000.0 if first else None
-        inv.verdict = _coldstart.verdict(first, pipeline.init_type, gap_ms)
+        if S.first_invocation:
+            S.first_invocation = False  # cleared at once: a first one that raises is still first
+            inv.first = True
+            gap_ms = (inv.start_wall - S.init_end) * 1000.0
+            inv.verdict = _coldstart.verdict(True, pipeline.init_type, gap_ms)
+        else:
+            inv.verdict = _coldstart.verdict(False, pipeline.init_type, None)
         getter = getattr(context, "get_remaining_time_in_millis", None)
         if getter is not None:
             try:
