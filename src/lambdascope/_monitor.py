@@ -137,13 +137,18 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
             gap_ms = (inv.start_wall - S.init_end) * 1000.0
             inv.verdict = _coldstart.verdict(True, pipeline.init_type, gap_ms)
         else:
-            inv.verdict = _coldstart.verdict(False, pipeline.init_type, None)
-        getter = getattr(context, "get_remaining_time_in_millis", None)
-        if getter is not None:
-            try:
-                inv.timeout_ms = float(getter())
-            except Exception:
-                inv.timeout_ms = None
+            inv.verdict = pipeline.warm_verdict
+        try:
+            # The runtime client's context keeps its deadline: read it without a call.
+            deadline = getattr(context, "_epoch_deadline_time_in_ms", None)
+            if type(deadline) is int:
+                inv.timeout_ms = float(max(0.0, deadline - inv.start_wall * 1000.0))
+            else:
+                getter = getattr(context, "get_remaining_time_in_millis", None)
+                if getter is not None:
+                    inv.timeout_ms = float(getter())
+        except Exception:
+            inv.timeout_ms = None
         inv.name = name
         if config.capture_event:
             inv.event = pipeline.redactor.mapping(event)

@@ -56,6 +56,7 @@ class Pipeline:
         self.init_type = _coldstart.normalise_init_type(
             os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")
         )
+        self.warm_verdict = _coldstart.verdict(False, self.init_type, None)
         self.exporters = build(config)
         self.dropped_reports = 0  # reports dropped and not yet told in a report
         self.spool: Any = None
