@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """What lambdascope costs a Lambda handler: cold start, warm invocation, memory, and (issue 9)
 the caller's latency and busy time with delivery after the response, the timeout watchdog and
-the crash breadcrumb.
+the crash breadcrumb; (issue 10) the ``emf`` and ``otlp`` exporters, warm and after the
+response.
 
-    .venv/bin/python benchmarks/overhead.py            # full run, about 70 s
-    .venv/bin/python benchmarks/overhead.py --quick    # fewer samples, about 20 s
+    .venv/bin/python benchmarks/overhead.py            # full run, about 2.5 min
+    .venv/bin/python benchmarks/overhead.py --quick    # fewer samples, about 30 s
     .venv/bin/python benchmarks/overhead.py --json     # machine-readable results on stdout
 
 Every figure is a difference against a baseline measured in the same run, the two interleaved
@@ -17,12 +18,18 @@ against the same handler with the watchdog off. (f) times the breadcrumb calls t
     monitored handler (default ``stdout`` exporter, child stdout to /dev/null) is compared with
     the first invocation of the bare handler. Plus ``python -X importtime`` for
     ``import lambdascope`` on top of boto3 and requests.
-(b) warm invocation: one child process per exporter (``stdout`` to /dev/null, ``http`` to a
-    loopback collector in another process), bare and monitored calls interleaved.
+(b) warm invocation: one child process per exporter and round (``stdout`` and ``emf`` to
+    /dev/null, ``http`` to a loopback collector and ``otlp`` to a loopback OTLP/HTTP receiver,
+    both ``after_response.Receiver``: a keep-alive HTTP/1.1 server in another process), bare
+    and monitored calls interleaved. The children run outside Lambda, so the agent flushes
+    synchronously, before the monitored call returns (``otlp`` sets ``LAMBDASCOPE_FLUSH=sync``
+    explicitly: its budget is for that mode). The warm-up holds the first ``otlp`` export, which
+    imports protobuf. The receiver's counts are checked against the invocations made.
 (c) RSS added: VmRSS after the first invocation, monitored vs bare (from the (a) children).
 (d) after the response, under the Runtime API emulator (what a caller sees):
     ``after_response.measure`` from the sibling script, per exporter (``stdout``, ``http`` to a
-    loopback collector): four sandboxes under the real awslambdaric client, invocations
+    loopback collector, ``emf``, ``otlp`` to a loopback OTLP/HTTP receiver in another process):
+    four sandboxes under the real awslambdaric client, invocations
     interleaved (bare handler with no extension, bare beside a plain idle extension, the control
     -- an unmonitored handler in a module that decorates another, so the agent's extension is
     registered but idle -- and the monitored handler, default ``LAMBDASCOPE_FLUSH=auto``).
@@ -42,7 +49,8 @@ against the same handler with the watchdog off. (f) times the breadcrumb calls t
 
 Children get a spool directory of their own for the run (``LAMBDASCOPE_SPOOL_DIR``, removed at
 the end), so no child finds the crash breadcrumbs of processes outside the benchmark. The (d)
-sandboxes use the default spool (``after_response.measure`` clears every ``LAMBDASCOPE_*``).
+sandboxes use the default spool (``after_response.measure`` clears every ``LAMBDASCOPE_*`` and
+``OTEL_*`` variable).
 
 Bytecode: ``compileall`` is run over src/lambdascope and the venv's site-packages first, and
 children run with ``PYTHONDONTWRITEBYTECODE`` unset, as a deployed function has .pyc files.
@@ -58,7 +66,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -76,12 +83,20 @@ BUDGETS = {
     "warm_stdout_median_us": 150.0,
     "warm_stdout_p99_us": 400.0,
     "warm_http_median_ms": 0.7,
+    # issue 10: emf to /dev/null; otlp to a loopback receiver, flushing synchronously.
+    "warm_emf_median_us": 100.0,
+    "warm_otlp_median_ms": 1.5,
     "rss_added_mb": 5.0,
     # issue 9: after the response, under the Runtime API emulator (monitored minus the control).
     "after_stdout_latency_median_us": 50.0,
     "after_stdout_busy_median_ms": 0.7,
     "after_http_latency_median_us": 50.0,
     "after_http_busy_median_ms": 0.7,
+    # issue 10: the same for emf and otlp ("within the after-response budget").
+    "after_emf_latency_median_us": 50.0,
+    "after_emf_busy_median_ms": 0.7,
+    "after_otlp_latency_median_us": 50.0,
+    "after_otlp_busy_median_ms": 0.7,
     "watchdog_added_median_us": 10.0,
     "breadcrumb_interleaved_median_us": 10.0,
 }
@@ -92,6 +107,8 @@ FULL = {
     "warm_rounds": 5,
     "stdout_n": 10000,
     "http_n": 4000,
+    "emf_n": 10000,
+    "otlp_n": 2000,
     "warmup": 300,
     "after_n": 500,
     "watchdog_rounds": 2,
@@ -105,6 +122,8 @@ QUICK = {
     "warm_rounds": 1,
     "stdout_n": 5000,
     "http_n": 2000,
+    "emf_n": 5000,
+    "otlp_n": 1000,
     "warmup": 200,
     "after_n": 150,
     "watchdog_rounds": 1,
@@ -457,76 +476,6 @@ def child_warm(n: int, warmup: int) -> None:
         )
 
 
-def child_server() -> None:
-    """Child: a tiny threaded HTTP/1.1 keep-alive collector (202 to POST /v1/reports)."""
-    import socketserver
-    import threading
-
-    received = [0]
-    lock = threading.Lock()
-
-    class Handler(socketserver.StreamRequestHandler):
-        def setup(self) -> None:
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def handle(self) -> None:
-            rfile, conn = self.rfile, self.connection
-            while True:
-                line = rfile.readline(65537)
-                if not line:
-                    return
-                if line in (b"\r\n", b"\n"):
-                    continue
-                method, path, _ = line.split(b" ", 2)
-                length, close = 0, False
-                while True:
-                    h = rfile.readline(65537)
-                    if h in (b"\r\n", b"\n", b""):
-                        break
-                    k, _, v = h.partition(b":")
-                    k = k.strip().lower()
-                    if k == b"content-length":
-                        length = int(v)
-                    elif k == b"connection" and v.strip().lower() == b"close":
-                        close = True
-                if length:
-                    rfile.read(length)
-                path = path.split(b"?", 1)[0]
-                if method == b"POST" and path == b"/v1/reports":
-                    with lock:
-                        received[0] += 1
-                    conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-                elif method == b"GET" and path == b"/count":
-                    body = str(received[0]).encode()
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-                    )
-                else:
-                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-                if close:
-                    return
-
-    class Server(socketserver.ThreadingTCPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-
-    srv = Server(("127.0.0.1", 0), Handler)
-    sys.stdout.write(f"{srv.server_address[1]}\n")
-    sys.stdout.flush()
-    srv.serve_forever(poll_interval=0.5)
-
-
-def server_count(port: int) -> int:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", "/count")
-    n = int(conn.getresponse().read())
-    conn.close()
-    return n
-
-
 def summarise_warm(
     bare_ns: list[int], mon_ns: list[int], ref_ns: list[int], rounds: list[float]
 ) -> dict[str, Any]:
@@ -550,30 +499,41 @@ def summarise_warm(
     }
 
 
+WARM_EXPORTERS = ("stdout", "http", "emf", "otlp")
+OTLP_SIGNALS = ("metrics", "traces", "logs")
+
+
+def sibling_after_response() -> Any:
+    """benchmarks/after_response.py, imported (benchmarks/ is not a package)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import after_response
+
+    return after_response
+
+
 def bench_warm(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     me = str(Path(__file__).resolve())
-    server = subprocess.Popen(
-        [sys.executable, me, "--_child", "server"],
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd="/tmp",
-    )
+    # One receiver for http (POST /v1/reports) and otlp (POST /v1/traces|metrics|logs).
+    receiver = sibling_after_response().Receiver(child_env())
     try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        url = f"http://127.0.0.1:{port}"
+        url = receiver.url
         data: dict[str, dict[str, list[Any]]] = {
-            e: {"bare": [], "mon": [], "ref": [], "rounds": []} for e in ("stdout", "http")
+            e: {"bare": [], "mon": [], "ref": [], "rounds": []} for e in WARM_EXPORTERS
         }
         log_records = 0
-        expected_http = 0
+        expected = {e: 0 for e in WARM_EXPORTERS}  # monitored invocations, warm-up included
         for rnd in range(cfg["warm_rounds"]):
-            for exporter, n in (("stdout", cfg["stdout_n"]), ("http", cfg["http_n"])):
+            for exporter in WARM_EXPORTERS:
+                n = cfg[f"{exporter}_n"]
                 extra = {"LAMBDASCOPE_EXPORTERS": exporter}
                 if exporter == "http":
                     extra["LAMBDASCOPE_COLLECTOR_URL"] = url
-                    expected_http += cfg["warmup"] + n
+                elif exporter == "otlp":
+                    extra["LAMBDASCOPE_OTLP_ENDPOINT"] = url
+                    extra["LAMBDASCOPE_FLUSH"] = "sync"
+                expected[exporter] += cfg["warmup"] + n
                 res = run_child(
                     [sys.executable, me, "--_child", "warm", str(n), str(cfg["warmup"])],
                     child_env(extra),
@@ -588,16 +548,25 @@ def bench_warm(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
                     (median(res["monitored_ns"]) - median(res["bare_ns"])) / 1000.0
                 )
                 log(f"  warm: round {rnd + 1}/{cfg['warm_rounds']} {exporter} done")
-        received = server_count(port)
+        received = receiver.counts()
     finally:
-        server.terminate()
-        server.wait()
+        receiver.close()
     out: dict[str, Any] = {
         e: summarise_warm(d["bare"], d["mon"], d["ref"], d["rounds"]) for e, d in data.items()
     }
     out["agent_log_records"] = log_records
-    out["http_reports_expected"] = expected_http
-    out["http_reports_received"] = received
+    out["http_reports_expected"] = expected["http"]
+    out["http_reports_received"] = received.get("/v1/reports", 0)
+    out["otlp_invocations"] = expected["otlp"]
+    for signal in OTLP_SIGNALS:
+        out[f"otlp_{signal}_received"] = received.get(f"/v1/{signal}", 0)
+    missing = [
+        signal
+        for signal in ("metrics", "traces")
+        if out[f"otlp_{signal}_received"] != expected["otlp"]
+    ]
+    if out["http_reports_received"] != expected["http"] or missing:
+        log(f"  warm: the receiver's counts differ from the invocations made: {received}")
     return out
 
 
@@ -608,18 +577,15 @@ def bench_after_response(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     """(d): benchmarks/after_response.py's measurement (four sandboxes under awslambdaric and
     the Runtime API emulator: bare, idle plain extension, the agent's idle extension as the
     control, monitored), per exporter."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import after_response  # the sibling script (benchmarks/ is not a package)
-
+    after_response = sibling_after_response()
     collector = after_response.Collector()
     out: dict[str, Any] = {
         "invocations": cfg["after_n"],
         "sandboxes": list(after_response.SANDBOXES),
+        "exporters": list(after_response.EXPORTERS),
     }
     try:
-        for exporter in ("stdout", "http"):
+        for exporter in after_response.EXPORTERS:
             t0 = time.perf_counter()
             out[exporter] = after_response.measure(exporter, cfg["after_n"], collector)
             log(f"  after the response: {exporter} done ({time.perf_counter() - t0:.0f} s)")
@@ -956,7 +922,7 @@ Row = tuple[str, str, str, str, "float | None", "str | None"]
 
 def build_rows(res: dict[str, Any]) -> list[Row]:
     c, w = res["cold_start"], res["warm"]
-    s, h = w["stdout"], w["http"]
+    s, h, emf, otlp = w["stdout"], w["http"], w["emf"], w["otlp"]
     return [
         ("", f"(a) cold start, median of {c['pairs']} fresh processes each", "", "", None, None),
         ("cold_import_ms", "    import lambdascope", "ms", ".2f", c["import_ms"], None),
@@ -1008,6 +974,38 @@ def build_rows(res: dict[str, Any]) -> list[Row]:
             "ms",
             ".3f",
             h["overhead_p99_us"] / 1000.0,
+            None,
+        ),
+        (
+            "warm_emf_median_us",
+            "    emf exporter, median",
+            "us",
+            ".0f",
+            emf["overhead_median_us"],
+            "warm_emf_median_us",
+        ),
+        (
+            "warm_emf_p99_us",
+            "    emf exporter, p99 (no budget)",
+            "us",
+            ".0f",
+            emf["overhead_p99_us"],
+            None,
+        ),
+        (
+            "warm_otlp_median_ms",
+            "    otlp exporter (loopback receiver, sync flush), median",
+            "ms",
+            ".3f",
+            otlp["overhead_median_us"] / 1000.0,
+            "warm_otlp_median_ms",
+        ),
+        (
+            "warm_otlp_p99_ms",
+            "    otlp exporter, p99 (no budget)",
+            "ms",
+            ".3f",
+            otlp["overhead_p99_us"] / 1000.0,
             None,
         ),
         (
@@ -1077,7 +1075,7 @@ def after_rows(a: dict[str, Any]) -> list[Row]:
             None,
         ),
     ]
-    for e in ("stdout", "http"):
+    for e in a["exporters"]:
         r = a[e]
         rows += [
             (
@@ -1177,7 +1175,7 @@ def print_table(res: dict[str, Any]) -> None:
         f" fds kept open {c['fds_added']:.0f}"
     )
     print(f"  (c) RSS bare {c['rss_bare_mb']:.1f} MB, monitored {c['rss_monitored_mb']:.1f} MB")
-    for e in ("stdout", "http"):
+    for e in WARM_EXPORTERS:
         s = w[e]
         print(
             f"  (b) {e:6}: {s['invocations']} invocations each; bare median "
@@ -1194,10 +1192,14 @@ def print_table(res: dict[str, Any]) -> None:
         )
     print(
         f"  (b) http reports received by the collector {w['http_reports_received']}/"
-        f"{w['http_reports_expected']}; agent warnings logged {w['agent_log_records']}"
+        f"{w['http_reports_expected']}; otlp requests received by the receiver for "
+        f"{w['otlp_invocations']} monitored invocations: metrics {w['otlp_metrics_received']}, "
+        f"traces {w['otlp_traces_received']}, logs {w['otlp_logs_received']} (none expected: "
+        f"the handler logs nothing); agent warnings logged {w['agent_log_records']}"
     )
     a = res["after_response"]
-    for e in ("stdout", "http"):
+    describe_after = sibling_after_response().describe  # the agent's account, what was delivered
+    for e in a["exporters"]:
         r = a[e]
         print(
             f"  (d) {e:6}: medians, caller latency / busy (ms): "
@@ -1213,6 +1215,8 @@ def print_table(res: dict[str, Any]) -> None:
             f"latency {r['latency_median_ms_vs_plain_ext'] * 1000:.0f} us, busy "
             f"{r['busy_median_ms_vs_plain_ext']:.3f} ms"
         )
+        for line in describe_after(e, r):
+            print(f"  (d) {e:6}: {line}")
     wd = res["watchdog"]
     ck = wd["checks"][0]
     print(
@@ -1270,7 +1274,7 @@ def print_table(res: dict[str, Any]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer samples (about 20 s)")
+    ap.add_argument("--quick", action="store_true", help="fewer samples (about 30 s)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)
     ns = ap.parse_args()
@@ -1282,8 +1286,6 @@ def main() -> int:
             child_watchdog(int(ns._child[1]), int(ns._child[2]))
         elif kind == "breadcrumb":
             child_breadcrumb(int(ns._child[1]), int(ns._child[2]), int(ns._child[3]))
-        elif kind == "server":
-            child_server()
         return 0
 
     def log(msg: str) -> None:
