@@ -252,6 +252,36 @@ def crashed_report(crumb: dict[str, Any], pipeline: Any) -> dict[str, Any]:
     resources["rss_start_mb"] = rss
     resources["rss_growth_mb"] = 0.0
     resources["leak_suspected"] = False
+
+    # The invocation span, so tracing back ends (OTLP) show the crash in its trace: from the
+    # start to the last moment known alive (the deadline when it was stopped there, else the
+    # start of the span in flight), marked as an error; the span in flight under it.
+    from ._ids import new_span_id
+
+    root_id = span.get("root_span_id") or new_span_id()
+    span_start = span.get("start_ms")
+    if "deadline" in cause and timeout is not None:
+        known_ms = float(timeout)
+    elif span_start is not None:
+        known_ms = max(0.0, float(span_start) - start)
+    else:
+        known_ms = 0.0
+    spans: list[dict[str, Any]] = [{
+        "span_id": root_id, "parent_span_id": parent_span_id,
+        "name": function.get("name") or "invocation", "kind": "server",
+        "start_ms": round(start, 3), "duration_ms": round(known_ms, 3), "status": "error",
+        "attributes": {
+            "faas.invocation_id": crumb["request_id"], "lambdascope.crashed": True,
+            "lambdascope.duration": "at least",
+        },
+    }]
+    if span.get("span_id") and span.get("name") and span_start is not None:
+        spans.append({
+            "span_id": span["span_id"], "parent_span_id": root_id, "name": str(span["name"]),
+            "kind": "client", "start_ms": round(float(span_start), 3), "duration_ms": 0.0,
+            "status": "error",
+            "attributes": {"lambdascope.in_flight": True, "lambdascope.crashed": True},
+        })
     return {
         "schema": SCHEMA,
         "agent": {"name": "lambdascope", "version": __version__, "python": python_version(),
@@ -269,7 +299,7 @@ def crashed_report(crumb: dict[str, Any], pipeline: Any) -> dict[str, Any]:
             "proactive_init": False,
             "since_restore_ms": None,
             "status": "crashed",
-            "sampled": False,
+            "sampled": True,
             "trigger": {"type": "direct", "source": None},
             "batch": None,
             "tenant_id": None,
@@ -278,9 +308,8 @@ def crashed_report(crumb: dict[str, Any], pipeline: Any) -> dict[str, Any]:
         "resources": resources,
         "metrics": [],
         "labels": [],
-        "trace": {"trace_id": trace_id, "span_id": span.get("root_span_id"),
-                  "parent_span_id": parent_span_id},
-        "spans": [],
+        "trace": {"trace_id": trace_id, "span_id": root_id, "parent_span_id": parent_span_id},
+        "spans": spans,
         "dropped_spans": 0,
         "logs": [],
     }

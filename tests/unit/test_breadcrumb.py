@@ -602,7 +602,11 @@ def test_crashed_report_without_a_span_or_a_header_gets_a_fresh_trace(
     tid = first["trace"]["trace_id"]
     assert len(tid) == 32 and int(tid, 16) != 0
     assert tid != second["trace"]["trace_id"]
-    assert first["trace"]["span_id"] is None
+    # An invocation span of its own (error, no span in flight under it), so the crash shows in
+    # tracing back ends.
+    (root,) = first["spans"]
+    assert first["trace"]["span_id"] == root["span_id"] and root["status"] == "error"
+    assert root["parent_span_id"] is None and root["duration_ms"] == 0.0
     assert "in flight" not in first["error"]["message"]
     assert "ended during the invocation" in first["error"]["message"]
 
@@ -612,7 +616,9 @@ def test_crashed_report_with_only_the_xray_header(validate_report: Any) -> None:
              "rss_mb": 10.0, "limit_mb": 128, "xray": XRAY_HEADER}
     report = validate_report(crashed_report(crumb, pipeline()))
     assert report["trace"]["trace_id"] == XRAY_TRACE_ID
-    assert report["trace"]["span_id"] is None
+    (root,) = report["spans"]
+    assert report["trace"]["span_id"] == root["span_id"]
+    assert root["parent_span_id"] == report["trace"]["parent_span_id"]  # the X-Ray Parent
 
 
 def test_crashed_report_prefers_the_span_line(validate_report: Any) -> None:
@@ -625,6 +631,11 @@ def test_crashed_report_prefers_the_span_line(validate_report: Any) -> None:
     assert report["trace"]["trace_id"] == W3C_TRACE_ID
     assert report["trace"]["span_id"] == "00f067aa0ba902b7"
     assert "in flight: POST /charge (250 ms after the start)" in report["error"]["message"]
+    root, in_flight = report["spans"]
+    assert (root["span_id"], root["duration_ms"]) == ("00f067aa0ba902b7", 250.0)
+    assert in_flight["span_id"] == "1111111111111111"
+    assert in_flight["parent_span_id"] == root["span_id"] and in_flight["status"] == "error"
+    assert in_flight["attributes"]["lambdascope.in_flight"] is True
 
 
 def test_crashed_report_from_almost_nothing(validate_report: Any) -> None:
