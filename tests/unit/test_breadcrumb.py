@@ -632,7 +632,8 @@ def test_crashed_report_prefers_the_span_line(validate_report: Any) -> None:
     assert report["trace"]["span_id"] == "00f067aa0ba902b7"
     assert "in flight: POST /charge (250 ms after the start)" in report["error"]["message"]
     root, in_flight = report["spans"]
-    assert (root["span_id"], root["duration_ms"]) == ("00f067aa0ba902b7", 250.0)
+    # long past its deadline: stopped there, so the invocation span lasts until the deadline
+    assert (root["span_id"], root["duration_ms"]) == ("00f067aa0ba902b7", 3000.0)
     assert in_flight["span_id"] == "1111111111111111"
     assert in_flight["parent_span_id"] == root["span_id"] and in_flight["status"] == "error"
     assert in_flight["attributes"]["lambdascope.in_flight"] is True
