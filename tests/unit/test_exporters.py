@@ -337,3 +337,36 @@ def test_exporters_of_report_objects_serialise_only_what_must_wait(
     (lane,) = [p for p in spool.iterdir() if p.name == "objects"]
     (spooled,) = list(lane.iterdir())
     assert json.loads(spooled.read_text())["schema"] == "lambdascope/1"
+
+
+def test_two_threads_share_the_connection_one_request_at_a_time(collector: Collector) -> None:
+    """The timeout watchdog may deliver while the flusher does: requests on the one kept-alive
+    connection never interleave, and a thread whose deadline passes while it waits gives up
+    (RETRY: the report goes to the spool) instead of holding its invocation."""
+    from lambdascope.exporters import ExportResult
+    from lambdascope.exporters.http import HttpExporter
+
+    collector.delay_s = 0.2
+    exporter = HttpExporter(collector.url)
+    results: dict[str, Any] = {}
+
+    def send(name: str, timeout_s: float) -> None:
+        line = json.dumps({"who": name})
+        results[name] = exporter.export([{}], [line], timeout_s)
+
+    first = threading.Thread(target=send, args=("first", 2.0))
+    first.start()
+    time.sleep(0.05)  # the first request is in flight
+    second = threading.Thread(target=send, args=("second", 2.0))
+    hasty = threading.Thread(target=send, args=("hasty", 0.05))
+    second.start()
+    hasty.start()
+    for t in (first, second, hasty):
+        t.join(5.0)
+    assert results == {
+        "first": ExportResult.SUCCESS,
+        "second": ExportResult.SUCCESS,
+        "hasty": ExportResult.RETRY,
+    }
+    assert [r["body"]["who"] for r in collector.requests] == ["first", "second"]
+    assert collector.connections == 1  # still the one kept-alive connection

@@ -14,6 +14,7 @@ retried); anything else, or no answer in time, is worth another try.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Mapping
@@ -78,9 +79,9 @@ def header_lines(headers: Mapping[str, str] | None) -> bytes:
 class HttpClient:
     """POSTs to one origin (scheme, host, port) on one kept-alive connection.
 
-    ``url`` may carry a base path (``base_path``); ``headers`` go with every request. Not
-    thread-safe: each exporter owns its clients, and the pipeline calls an exporter from one
-    thread at a time.
+    ``url`` may carry a base path (``base_path``); ``headers`` go with every request. One
+    request at a time: a second thread (the timeout watchdog delivering while the flusher does)
+    waits for the connection, never past its own deadline.
     """
 
     def __init__(
@@ -106,6 +107,7 @@ class HttpClient:
         fixed.update(headers or {})
         self._fixed = header_lines(fixed)
         self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
         self._addr: tuple[Any, ...] | None = None
         self._ssl: Any = None
 
@@ -217,6 +219,22 @@ class HttpClient:
         ``time.monotonic()`` value) and return the answer, whatever its status. Raises
         :class:`DeliveryError` when no complete answer arrived in time (:class:`BudgetSpent`
         when nothing could be sent)."""
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise BudgetSpent("the connection stayed busy until the deadline")
+        try:
+            return self._post(path, body, content_type, deadline, headers, content_encoding)
+        finally:
+            self._lock.release()
+
+    def _post(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str,
+        deadline: float,
+        headers: Mapping[str, str] | None,
+        content_encoding: str | None,
+    ) -> Response:
         request = b"".join(
             (
                 b"POST ",
