@@ -495,6 +495,12 @@ def build_report(
         inv.trigger = trigger
     if inv.root is None and inv.sampled:
         inv.root = _root_span(inv, trigger)
+        if trigger.type in _HTTP_TRIGGERS and isinstance(result, dict):
+            code = result.get("statusCode")  # the HTTP answer the handler gave
+            if type(code) is int and 100 <= code <= 599:
+                inv.root.attributes["http.response.status_code"] = code
+                if code >= 500:  # a server span is an error for 5xx only
+                    inv.root.status = "error"
     batch = None
     if trigger.batch_size is not None and trigger.type in ("sqs", "kinesis", "dynamodb"):
         batch = {"size": trigger.batch_size, "failed": batch_failures(trigger.type, result)}

@@ -169,3 +169,36 @@ FAILURES = {"batchItemFailures": [{"itemIdentifier": "059f36b4"}, {"itemIdentifi
 def test_batch_failures(trigger_type: str, result: Any, expected: int) -> None:
     """Only batch triggers' partial batch responses count as failed items."""
     assert batch_failures(trigger_type, result) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "status"),
+    [
+        ({"statusCode": 200, "body": "ok"}, 200, "ok"),
+        ({"statusCode": 404}, 404, "ok"),  # a client error is not the server span's error
+        ({"statusCode": 503}, 503, "error"),
+        ({"body": "no status"}, None, "ok"),
+        ("plain string", None, "ok"),
+    ],
+)
+def test_http_invocation_span_carries_the_answers_status(
+    answer: Any, code: Any, status: str, validate_report: Any
+) -> None:
+    import lambdascope
+    from lambdascope.testing import capture_reports, fake_context
+
+    event = json.loads((EVENTS / "apigw_http.json").read_text())
+
+    @lambdascope.monitor
+    def handler(event: Any, context: Any) -> Any:
+        return answer
+
+    with capture_reports() as reports:
+        assert handler(event, fake_context()) == answer
+    (report,) = reports
+    validate_report(report)
+    root = report["spans"][0]
+    assert root["kind"] == "server"
+    assert root["attributes"].get("http.response.status_code") == code
+    assert root["status"] == status
+    assert report["invocation"]["status"] == "ok"
