@@ -173,6 +173,11 @@ _ROLLUP_COLUMNS = """
 _SCHEMA_V2_SQL = f"""
 CREATE INDEX rollup_function_minute ON rollup(function, minute);
 
+DROP INDEX invocations_fingerprint;
+CREATE INDEX invocations_fingerprint
+  ON invocations(fingerprint, start_ms, version, cold_start, request_id)
+  WHERE fingerprint IS NOT NULL;
+
 CREATE TABLE rollup_hour (
   function TEXT NOT NULL, version TEXT NOT NULL, hour INTEGER NOT NULL,
   {_ROLLUP_COLUMNS}
@@ -199,9 +204,11 @@ CREATE TABLE dependency_rollup_hour (
 
 def _migrate_v2(conn: sqlite3.Connection) -> None:
     """Hourly rollups (a stats query over days reads hours, not thousands of minutes), an
-    index for the minutes at a window's edges, and the function version in the dependency
-    rollups (``stats --by version`` shows each version's dependencies). What is new is built
-    from what version 1 kept."""
+    index for the minutes at a window's edges, the function version in the dependency
+    rollups (``stats --by version`` shows each version's dependencies), and an error index
+    that covers the error-group questions (counts per version without reading the rows) and
+    leaves out the invocations without an error. What is new is built from what version 1
+    kept."""
     for statement in _split_sql(_SCHEMA_V2_SQL):
         conn.execute(statement)
     rollups = _Rollups(conn)
@@ -412,16 +419,12 @@ def _dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-_ENCODE = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), check_circular=False
-).encode
+# ASCII output (non-ASCII escaped) is the C encoder's fastest path, and its UTF-8 is a copy.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _compress(data: bytes) -> bytes:
-    # memLevel 4 instead of zlib's default 8: a report is a few kB, and setting up the larger
-    # hash table cost more than compressing it (same output size within 1 %).
-    compressor = zlib.compressobj(COMPRESSION, zlib.DEFLATED, 15, 4)
-    return compressor.compress(data) + compressor.flush()
+    return zlib.compress(data, COMPRESSION)
 
 
 class _Prepared:
@@ -504,8 +507,8 @@ def prepare_report(report: Mapping[str, Any], raw: bytes | str | None = None) ->
         1 if resources.get("leak_suspected") is True else 0, error_type, fingerprint,
         _ms(overhead.get("invocation_ms")), float(billed), None, None, None, None, "agent",
         rank,
-        _ENCODE(labels) if type(labels) is list and labels else None,
-        _compress(_ENCODE(report).encode("utf-8", "surrogatepass") if raw is None
+        json.dumps(labels, ensure_ascii=False) if type(labels) is list and labels else None,
+        _compress(_ENCODE(report).encode() if raw is None
                   else raw.encode("utf-8", "surrogatepass") if type(raw) is str else raw),
     ]
     spans = []
