@@ -314,10 +314,10 @@ def test_a_slow_store_does_not_stop_the_api(store: Store) -> None:
     entered = threading.Event()
     real_add = store.add
 
-    def slow_add(reports: Any) -> Any:
+    def slow_add(reports: Any, raw: Any = None) -> Any:
         entered.set()
         release.wait(10)
-        return real_add(reports)
+        return real_add(reports, raw=raw)
 
     store.add = slow_add  # type: ignore[method-assign]
     with serve(store) as c:
@@ -338,10 +338,10 @@ def test_a_slow_store_does_not_stop_the_api(store: Store) -> None:
 def test_a_failing_store_is_503_and_a_report_it_refuses_is_400(store: Store) -> None:
     from lambdascope.collector.store import StoreError
 
-    def broken(reports: Any) -> Any:
+    def broken(reports: Any, raw: Any = None) -> Any:
         raise StoreError("disk full")
 
-    def picky(reports: Any) -> Any:
+    def picky(reports: Any, raw: Any = None) -> Any:
         raise ValueError("report 0: invocation.request_id is missing")
 
     with serve(store) as c:
