@@ -185,6 +185,17 @@ def open_store(db: str, retain_ms: float | None = None) -> Any:
         raise StartError(f"cannot open the store {db}: {text}") from None
 
 
+
+def _fast_event_loop() -> None:
+    """uvloop's event loop where it is installed (the ``collector`` extra brings it on Linux);
+    asyncio's own otherwise. uvicorn picks httptools for HTTP by itself when it is there."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def run(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -244,6 +255,7 @@ def _run(
         if alerts is not None:
             server.ready_line += f"; alert rules {alerts} read, not evaluated yet"
         if not _signals:
+            _fast_event_loop()
             asyncio.run(server.serve(sockets=[sock]))
     finally:
         if sock is not None:
@@ -307,3 +319,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
