@@ -240,10 +240,12 @@ def _parse_int(text: str) -> int:
 
 
 #: Numbers json.loads would turn into inf (an exponent of three digits or more) or into integers
-#: SQLite cannot hold: only bodies holding one pay for the per-number checks (a match inside a
-#: string merely takes the careful path).
+#: SQLite cannot hold, where a JSON number can stand (after ``:``, ``,`` or ``[``): only bodies
+#: holding one pay for the per-number checks (a look-alike inside a string merely takes the
+#: careful path; hex ids, which are quoted, do not match).
 _SUSPECT_NUMBER = re.compile(
-    rb"[eE][+-]?[0-9]{3}|[0-9]{" + str(MAX_INT_DIGITS + 1).encode() + rb"}"
+    rb"[:,\[]\s*-?[0-9]+(?:\.[0-9]*)?[eE][+-]?[0-9]{3}"  # a number with a 3-digit exponent
+    rb"|[:,\[]\s*-?[0-9]{" + str(MAX_INT_DIGITS + 1).encode() + rb"}"  # or too many digits
 )
 
 
