@@ -528,7 +528,7 @@ def test_url_mode_reads_the_running_collector(filled: Filled, capsys: Any) -> No
     with Collector(filled.db, token=token) as collector:
         args = ["--url", collector.url, "--token", token]
         status, remote, err = run(capsys, "stats", "--json", "--since", "1h", *args)
-        assert (status, err) == (0, ""), out
+        assert (status, err) == (0, ""), remote
         _, local, _ = run(capsys, "stats", "--json", "--since", "1h", "--db", filled.db)
         remote_data, local_data = json.loads(remote), json.loads(local)
         assert remote_data["functions"] == local_data["functions"]
