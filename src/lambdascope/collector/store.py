@@ -680,34 +680,18 @@ class _InvocationRollup:
             self.proactive += sign
         if row[I_LEAK_SUSPECTED]:
             self.leaks += sign
-        if sign > 0:
-            value = row[I_DURATION_MS]
+        # Removal discards rather than removes: a rollup that somehow lacks the value (a file
+        # edited by hand) must not make the replacement fail forever.
+        op = "add" if sign > 0 else "discard"
+        for sketch, index in (
+            (self.duration, I_DURATION_MS), (self.memory, I_RSS_PEAK_MB), (self.agent, I_AGENT_MS),
+        ):
+            value = row[index]
             if value is not None:
-                self.duration.add(value)
-            value = row[I_INIT_MS]
-            if value is not None and (cold or proactive):
-                self.init.add(value)
-            value = row[I_RSS_PEAK_MB]
-            if value is not None:
-                self.memory.add(value)
-            value = row[I_AGENT_MS]
-            if value is not None:
-                self.agent.add(value)
-        else:
-            # discard, not remove: a rollup that somehow lacks the value (a file edited by
-            # hand) must not make the replacement fail forever.
-            value = row[I_DURATION_MS]
-            if value is not None:
-                self.duration.discard(value)
-            value = row[I_INIT_MS]
-            if value is not None and (cold or proactive):
-                self.init.discard(value)
-            value = row[I_RSS_PEAK_MB]
-            if value is not None:
-                self.memory.discard(value)
-            value = row[I_AGENT_MS]
-            if value is not None:
-                self.agent.discard(value)
+                getattr(sketch, op)(value)
+        value = row[I_INIT_MS]
+        if value is not None and (cold or proactive):
+            getattr(self.init, op)(value)
         value = row[I_RSS_END_MB]
         if value is not None and not cold:
             self.rss_end_sum += sign * value
