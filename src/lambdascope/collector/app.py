@@ -128,6 +128,18 @@ def report_validator() -> Callable[[Any], Any]:
         return fastjsonschema.compile(schema)
 
 
+@functools.lru_cache(maxsize=1)
+def report_check() -> Callable[[Any], bool | None]:
+    """The quick yes/no check of a report (:mod:`.validate`), compiled once per process; the
+    full validator (:func:`report_validator`) only runs to explain a refusal."""
+    from .validate import UnsupportedSchema, compile_check
+
+    try:
+        return compile_check(load_report_schema())
+    except UnsupportedSchema:  # pragma: no cover - a schema keyword the quick check lacks
+        return lambda report: None
+
+
 # -- errors --------------------------------------------------------------------------------------
 class ApiError(Exception):
     """An answer other than success: ``status`` and a one-line ``message``."""
@@ -249,24 +261,76 @@ _SUSPECT_NUMBER = re.compile(
 )
 
 
+_PLAIN = json.JSONDecoder(parse_constant=_no_constant)
+_CAREFUL = json.JSONDecoder(parse_constant=_no_constant, parse_float=_parse_float,
+                            parse_int=_parse_int)
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _split_array(body: bytes, decoder: json.JSONDecoder) -> tuple[list[Any], list[bytes]] | None:
+    """An array body's items and, for each, its JSON text as received (stored as it is, so a
+    report of a batch is not encoded again). ``None`` when the body is not a plain UTF-8 array
+    or anything looks wrong: the caller then parses it whole, which also words the error."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    ascii_only = body.isascii()  # then character offsets are byte offsets
+    space = _SPACE.match
+    decode = decoder.raw_decode
+    i = space(text).end()
+    if text[i:i + 1] != "[":
+        return None
+    i = space(text, i + 1).end()
+    items: list[Any] = []
+    raws: list[bytes] = []
+    if text[i:i + 1] == "]":
+        return (items, raws) if not text[space(text, i + 1).end():] else None
+    while True:
+        try:
+            item, end = decode(text, i)
+        except (ValueError, RecursionError):
+            return None
+        items.append(item)
+        raws.append(body[i:end] if ascii_only else text[i:end].encode("utf-8"))
+        i = space(text, end).end()
+        sep = text[i:i + 1]
+        if sep == ",":
+            i = space(text, i + 1).end()
+        elif sep == "]":
+            return (items, raws) if not text[space(text, i + 1).end():] else None
+        else:
+            return None
+
+
 def parse_reports(body: bytes, max_reports: int) -> list[dict[str, Any]]:
     """The body's reports, validated. Raises :class:`ApiError` (400, or 413 for too many)."""
+    return parse_body(body, max_reports)[0]
+
+
+def parse_body(body: bytes, max_reports: int
+               ) -> tuple[list[dict[str, Any]], list[bytes] | None]:
+    """The body's reports, validated, and each one's JSON text as received (``None`` when it
+    could not be told apart). Raises :class:`ApiError` (400, or 413 for too many)."""
     if not body.strip():
         raise ApiError(400, "the body is empty: expected a JSON report or an array of reports")
-    try:
-        if _SUSPECT_NUMBER.search(body):  # a huge exponent or integer: the checking hooks
-            data = json.loads(
-                body, parse_constant=_no_constant, parse_float=_parse_float,
-                parse_int=_parse_int,
-            )
-        else:  # every number is plain: C speed (NaN and Infinity are still refused)
-            data = json.loads(body, parse_constant=_no_constant)
-    except RecursionError as exc:
-        raise ApiError(400, "malformed JSON: nested too deeply") from exc
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the hooks above
-        raise ApiError(400, f"malformed JSON: {exc}") from exc
+    # A huge exponent or integer anywhere: the checking hooks; else every number is plain and
+    # parses at C speed (NaN and Infinity are refused either way).
+    decoder = _CAREFUL if _SUSPECT_NUMBER.search(body) else _PLAIN
+    raws: list[bytes] | None = None
+    split = _split_array(body, decoder) if body.lstrip()[:1] == b"[" else None
+    if split is not None:
+        data, raws = split
+    else:
+        try:
+            data = decoder.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+        except RecursionError as exc:
+            raise ApiError(400, "malformed JSON: nested too deeply") from exc
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the hooks above
+            raise ApiError(400, f"malformed JSON: {exc}") from exc
     if isinstance(data, dict):
         reports = [data]
+        raws = [body]
     elif isinstance(data, list):
         reports = data
         if len(reports) > max_reports:
@@ -275,17 +339,19 @@ def parse_reports(body: bytes, max_reports: int) -> list[dict[str, Any]]:
             )
     else:
         raise ApiError(400, "expected a JSON report (object) or an array of reports")
-    import fastjsonschema
-
-    validate = report_validator()
+    quick = report_check()
     for index, report in enumerate(reports):
+        if quick(report) is True:
+            continue
+        import fastjsonschema
+
         try:
-            validate(report)
+            report_validator()(report)  # says why (or, if the quick check could not tell, if)
         except fastjsonschema.JsonSchemaValueException as exc:
             raise ApiError(400, f"report {index}: {exc.message}") from exc
         except RecursionError as exc:
             raise ApiError(400, f"report {index}: nested too deeply") from exc
-    return reports
+    return reports, raws
 
 
 # -- query parameters ----------------------------------------------------------------------------
@@ -577,6 +643,7 @@ def create_app(
     secret = token.encode("utf-8") if token else None
     readers = _Readers(store)
     report_validator()  # compiled now, not on the first request
+    report_check()
     challenge = {"WWW-Authenticate": 'Bearer realm="lambdascope"'}
 
     def check_token(request: Request) -> None:
@@ -621,12 +688,11 @@ def create_app(
         return decoder.finish()
 
     def ingest(body: bytes) -> dict[str, int]:
-        reports = parse_reports(body, max_reports)
+        reports, raw = parse_body(body, max_reports)
         if not reports:
             return {"stored": 0, "duplicates": 0, "replaced": 0}
         try:
-            # A single report is stored as received, which spares encoding it again.
-            raw = [body] if len(reports) == 1 and body.lstrip()[:1] == b"{" else None
+            # Each report is stored as received, which spares encoding it again.
             result = store.add(reports, raw=raw)
         except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
             # A report the store cannot take (a value out of its range...): sending it again
