@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import sqlite3
 import threading
 import time
 import zlib
@@ -309,18 +310,31 @@ def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch,
 
 
 # -- the store off the event loop ----------------------------------------------------------------
-def test_a_slow_store_does_not_stop_the_api(store: Store) -> None:
+class _WaitingStore:
+    """A store seen through ``add`` and ``reader`` only (no ``add_nowait``): the app then
+    waits for each write in a worker thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.add = store.add
+
+    def reader(self) -> Any:
+        return self.store.reader()
+
+
+@pytest.mark.parametrize("waiting", [False, True], ids=["add_nowait", "add"])
+def test_a_slow_store_does_not_stop_the_api(store: Store, waiting: bool) -> None:
     release = threading.Event()
     entered = threading.Event()
-    real_add = store.add
+    real_apply = store._apply
 
-    def slow_add(reports: Any, raw: Any = None) -> Any:
+    def slow_apply(jobs: Any) -> Any:  # the writer thread, inside its transaction
         entered.set()
         release.wait(10)
-        return real_add(reports, raw=raw)
+        return real_apply(jobs)
 
-    store.add = slow_add  # type: ignore[method-assign]
-    with serve(store) as c:
+    store._apply = slow_apply  # type: ignore[method-assign]
+    with serve(_WaitingStore(store) if waiting else store) as c:
         results: list[Any] = []
         poster = threading.Thread(
             target=lambda: results.append(c.post("/v1/reports", json=make_report()))
@@ -333,25 +347,43 @@ def test_a_slow_store_does_not_stop_the_api(store: Store) -> None:
         release.set()
         poster.join(10)
         assert results[0].status_code == 202
+        assert results[0].json()["stored"] == 1
 
 
-def test_a_failing_store_is_503_and_a_report_it_refuses_is_400(store: Store) -> None:
+@pytest.mark.parametrize("waiting", [False, True], ids=["add_nowait", "add"])
+def test_a_failing_store_is_503_and_a_report_it_refuses_is_400(store: Store, waiting: bool
+                                                               ) -> None:
     from lambdascope.collector.store import StoreError
 
-    def broken(reports: Any, raw: Any = None) -> Any:
-        raise StoreError("disk full")
+    failure: list[BaseException] = []
+    real_apply = store._apply
 
-    def picky(reports: Any, raw: Any = None) -> Any:
-        raise ValueError("report 0: invocation.request_id is missing")
+    def apply(jobs: Any) -> Any:
+        if failure:
+            raise failure[0]
+        return real_apply(jobs)
 
-    with serve(store) as c:
-        store.add = broken  # type: ignore[method-assign]
+    store._apply = apply  # type: ignore[method-assign]
+    with serve(_WaitingStore(store) if waiting else store) as c:
+        failure.append(sqlite3.OperationalError("disk I/O error"))
         r = c.post("/v1/reports", json=make_report())
         assert r.status_code == 503
-        assert "disk full" in r.json()["error"]
-        store.add = picky  # type: ignore[method-assign]
+        assert "disk I/O error" in r.json()["error"]
+        failure[:] = [StoreError("disk full")]
+        r = c.post("/v1/reports", json=[make_report(), make_report()])
+        assert r.status_code == 503 and "disk full" in r.json()["error"]
+        failure[:] = [OverflowError("Python int too large to convert to SQLite INTEGER")]
         r = c.post("/v1/reports", json=make_report())
+        assert r.status_code == 400 and "OverflowError" in r.json()["error"]
+        failure.clear()
+        # A report the schema allows but the store cannot take: refused before the writer.
+        odd = make_report(start_ms=1e15)
+        r = c.post("/v1/reports", json=odd)
         assert r.status_code == 400
+        assert "not a time in epoch ms" in r.json()["error"]
+        # and the store still works
+        r = c.post("/v1/reports", json=make_report())
+        assert r.status_code == 202 and r.json()["stored"] == 1
 
 
 # -- the API ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ With a token, ``/api/*`` needs it too (``/openapi.json`` does not: it holds no d
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import hmac
@@ -47,6 +48,8 @@ log = logging.getLogger("lambdascope.collector")
 MAX_BODY = 5 * 1024 * 1024
 MAX_DECOMPRESSED = 20 * 1024 * 1024
 MAX_REPORTS = 1000
+#: Bodies up to this size (decompressed) are parsed on the event loop, bigger ones in a thread.
+INLINE_BODY = 64 * 1024
 #: A body that has not arrived in full after this long is refused (408): a client trickling
 #: bytes cannot hold a request open for ever.
 BODY_TIMEOUT_S = 60.0
@@ -636,10 +639,13 @@ def create_app(
     max_decompressed: int = MAX_DECOMPRESSED,
     max_reports: int = MAX_REPORTS,
     body_timeout_s: float = BODY_TIMEOUT_S,
+    alerts: Any = None,
 ) -> Starlette:
     """The collector application around ``store`` (a :class:`Store`, or anything with its
     ``add``/``reader`` methods). ``token``: the bearer token required on ``POST /v1/reports``
-    and ``/api/*``; ``None`` or empty for none."""
+    and ``/api/*``; ``None`` or empty for none. ``alerts``: the running
+    :class:`~lambdascope.collector.alerts.AlertEngine` (``app.state.alerts``; its
+    ``.firing()`` for the dashboard and ``GET /api/alerts``), or ``None``."""
     secret = token.encode("utf-8") if token else None
     readers = _Readers(store)
     report_validator()  # compiled now, not on the first request
@@ -687,27 +693,67 @@ def create_app(
                 decoder.feed(chunk)
         return decoder.finish()
 
+    def counts_of(result: Any) -> dict[str, int]:
+        return {
+            "stored": int(result.stored),
+            "duplicates": int(result.duplicates),
+            "replaced": int(getattr(result, "replaced", 0)),
+        }
+
+    def refusal(exc: BaseException, n: int) -> ApiError:
+        if isinstance(exc, (ValueError, TypeError, ArithmeticError, RecursionError)):
+            # A report the store cannot take (a value out of its range...): sending it again
+            # will not help, so 400, which the agent does not retry.
+            return ApiError(400, f"cannot store the reports: {type(exc).__name__}: {exc}")
+        log.error("lambdascope collector: the store could not take %d reports", n,
+                  exc_info=exc)
+        return ApiError(503, f"the store could not take the reports: {exc}")
+
     def ingest(body: bytes) -> dict[str, int]:
+        """Parse, check and store, waiting in this thread (a store without ``add_nowait``)."""
         reports, raw = parse_body(body, max_reports)
         if not reports:
             return {"stored": 0, "duplicates": 0, "replaced": 0}
         try:
             # Each report is stored as received, which spares encoding it again.
             result = store.add(reports, raw=raw)
-        except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
-            # A report the store cannot take (a value out of its range...): sending it again
-            # will not help, so 400, which the agent does not retry.
-            raise ApiError(400, f"cannot store the reports: {type(exc).__name__}: {exc}"
-                           ) from exc
         except Exception as exc:
-            log.exception("lambdascope collector: the store could not take %d reports",
-                          len(reports))
-            raise ApiError(503, f"the store could not take the reports: {exc}") from exc
-        return {
-            "stored": int(result.stored),
-            "duplicates": int(result.duplicates),
-            "replaced": int(getattr(result, "replaced", 0)),
-        }
+            raise refusal(exc, len(reports)) from exc
+        return counts_of(result)
+
+    def submit(body: bytes, loop: asyncio.AbstractEventLoop,
+               future: asyncio.Future[dict[str, int]]) -> None:
+        """Parse, check and queue for the writer, whose commit resolves ``future`` on the
+        event loop: no thread waits for the write."""
+        reports, raw = parse_body(body, max_reports)
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if not future.done():
+                if error is not None:
+                    future.set_exception(refusal(error, len(reports)))
+                else:
+                    future.set_result(counts_of(result))
+
+        def done(result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(settle, result, error)
+
+        try:
+            store.add_nowait(reports, raw, done)
+        except Exception as exc:
+            raise refusal(exc, len(reports)) from exc
+
+    async def store_body(body: bytes) -> dict[str, int]:
+        if not hasattr(store, "add_nowait"):
+            return await run_in_threadpool(ingest, body)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, int]] = loop.create_future()
+        if len(body) <= INLINE_BODY:
+            # A small body (a report or a few) is parsed here: handing it to a thread and
+            # back costs more than the parse, and every hand-off waits for the GIL.
+            submit(body, loop, future)
+        else:
+            await run_in_threadpool(submit, body, loop, future)
+        return await future
 
     async def post_reports(request: Request) -> Response:
         try:
@@ -718,7 +764,7 @@ def create_app(
                 raise ApiError(
                     408, "the body did not arrive in time", {"Connection": "close"}
                 ) from exc
-            counts = await run_in_threadpool(ingest, body)
+            counts = await store_body(body)
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.headers)
         except Exception as exc:
@@ -802,6 +848,11 @@ def create_app(
 
         return {"status": "ok", "version": __version__}
 
+    def q_alerts(conn: Any, p: dict[str, Any]) -> Any:
+        from .alerts import summary
+
+        return summary(alerts, p["function"])
+
     window_params = [P_SINCE, P_UNTIL]
     list_window = [P_SINCE_ANY, P_UNTIL]
     price_params = [P_PRICE_GB_S, P_PRICE_REQUEST]
@@ -834,6 +885,9 @@ def create_app(
         Endpoint("/api/logs", "Log lines of the invocations, newest first, filtered.",
                  [P_FUNCTION, *list_window, P_REQUEST_ID_Q, P_LEVEL, P_SEARCH, P_ORDER, P_LIMIT,
                   P_OFFSET], LOGS_SCHEMA, q_logs),
+        Endpoint("/api/alerts", "The alerts firing now (rules of `lambdascope collector "
+                 "--alerts`), the oldest breach first, and how their evaluation goes.",
+                 [P_FUNCTION], ALERTS_SCHEMA, q_alerts, needs_store=False),
     ]
 
     def api_route(endpoint: Endpoint) -> Route:
@@ -880,6 +934,7 @@ def create_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         *(api_route(e) for e in endpoints),
     ]
+
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
@@ -888,6 +943,7 @@ def create_app(
     app.state.store = store
     app.state.close_readers = readers.close
     app.state.openapi = document
+    app.state.alerts = alerts
     return app
 
 
@@ -1036,6 +1092,18 @@ DEPENDENCIES_SCHEMA = _obj({**_WINDOW, "dependencies": {"type": "array", "items"
 ERRORS_SCHEMA = _obj({**_WINDOW, "errors": {"type": "array", "items": _component("ErrorGroup")}})
 LOGS_SCHEMA = _obj({"logs": {"type": "array", "items": _obj(
     {"request_id": STR, "function": NULLABLE_STR, **_LOG_LINE})}, **_PAGE})
+ALERTS_SCHEMA = _obj({
+    "configured": {**BOOL, "description": "Whether the collector runs with --alerts."},
+    "rules": COUNT, "interval_ms": NULLABLE_NUM, "evaluations": COUNT,
+    "last_evaluation_ms": NULLABLE_NUM,
+    "pending_posts": {**COUNT, "description": "Breaches and recoveries the webhook has not "
+                      "acknowledged yet (retried at each evaluation)."},
+    "alerts": {"type": "array", "items": _obj({
+        "rule": STR, "function": STR, "metric": STR, "value": NULLABLE_NUM, "threshold": NUM,
+        "window": STR, "since_ms": NULLABLE_NUM, "dependency": NULLABLE_STR,
+        "dashboard_url": STR,
+    })},
+})
 
 _API_COMPONENTS: dict[str, Any] = {
     "Durations": _DURATIONS,

@@ -7,9 +7,10 @@ Entry points, for the command line and for tests:
   ``lambdascope collector``; ``sys.argv[1:]`` when ``None``) and runs the service until SIGINT
   or SIGTERM. Returns the exit status: 0 after a clean shutdown, 2 on bad arguments or when the
   service cannot start (one line on stderr, never a traceback).
-* ``run(host, port, db, token, retain_ms, alerts) -> int``: the same with the values already
-  parsed (``retain_ms``: the retention in ms, or ``None`` to keep everything; ``alerts``: a
-  path or ``None``).
+* ``run(host, port, db, token, retain_ms, alerts, public_url) -> int``: the same with the
+  values already parsed (``retain_ms``: the retention in ms, or ``None`` to keep everything;
+  ``alerts``: a rules file or ``None``, see docs/alerts.md; ``public_url``: the base of the
+  dashboard links in alerts, or ``None`` for the address it listens on).
 * ``add_arguments(parser)`` declares the flags on an ``argparse`` parser;
   ``run_args(namespace) -> int`` runs with what it parsed.
 
@@ -64,8 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="delete what is older than AGE (30m, 12h, 7d, 2w), checked every "
                              "minute while running (default: keep everything)")
     parser.add_argument("--alerts", metavar="FILE", type=_alerts_file, default=None,
-                        help="alert rules (TOML, SPEC section 8): the file is read and checked "
-                             "now, but rules are not evaluated yet (a later release does it)")
+                        help="alert rules (TOML, docs/alerts.md): evaluated every interval, "
+                             "breaches and recoveries posted to the webhook once each; a file "
+                             "with a mistake is refused at start with its line")
+    parser.add_argument("--public-url", metavar="URL", type=_public_url, default=None,
+                        help="the collector's address as people reach it, for the dashboard "
+                             "links in alerts (default: the address it listens on)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,23 +114,24 @@ def _alerts_file(text: str) -> str:
     return text
 
 
-def check_alerts(path: str) -> None:
-    """The alert rules file exists, is readable and is TOML. (Evaluation is the next step.)"""
+def _public_url(text: str) -> str:
+    from .alerts import check_url
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except IsADirectoryError:
-        raise StartError(f"alert rules {path!r}: is a directory") from None
-    except OSError as exc:
-        raise StartError(f"alert rules {path!r}: {exc.strerror or exc}") from None
+        return check_url(text, "--public-url").rstrip("/")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def check_alerts(path: str) -> Any:
+    """The alert rules file, read and checked (a :class:`~.alerts.RuleSet`); a mistake is a
+    StartError naming the file, the line and the reason."""
+    from .alerts import RulesError, load_rules
+
     try:
-        import tomllib
-    except ImportError:  # Python 3.10: no parser in the standard library; checked when used
-        return
-    try:
-        tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise StartError(f"alert rules {path!r}: not TOML: {exc}") from None
+        return load_rules(path)
+    except RulesError as exc:
+        raise StartError(f"alert rules {exc}") from None
 
 
 def is_loopback(host: str) -> bool:
@@ -203,11 +209,13 @@ def run(
     token: str | None = None,
     retain_ms: float | None = None,
     alerts: str | None = None,
+    public_url: str | None = None,
 ) -> int:
     """Run the collector until SIGINT or SIGTERM; 0 after a clean shutdown, 2 (with one line on
-    stderr) when it cannot start."""
+    stderr) when it cannot start. ``public_url``: the base of the dashboard links in alerts
+    (default: the address it listens on)."""
     try:
-        return _run(host, port, db, token, retain_ms, alerts)
+        return _run(host, port, db, token, retain_ms, alerts, public_url)
     except StartError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 2
@@ -215,7 +223,7 @@ def run(
 
 def _run(
     host: str, port: int, db: str, token: str | None, retain_ms: float | None,
-    alerts: str | None,
+    alerts: str | None, public_url: str | None = None,
 ) -> int:
     import uvicorn
 
@@ -228,19 +236,25 @@ def _run(
             f"refusing to listen on {host} without a token: anyone who can reach it could send "
             f"and read reports (set --token or {TOKEN_ENV}, or listen on 127.0.0.1)"
         )
-    if alerts is not None:
-        check_alerts(alerts)
+    rules = check_alerts(alerts) if alerts is not None else None
     # Our own handlers for SIGINT and SIGTERM, under uvicorn's: a signal that arrives before
     # uvicorn listens (or while the store closes) is noted rather than killing the process, and
     # after its graceful shutdown uvicorn re-raises the signal it caught, which lands here too
     # instead of ending the process before the store is closed.
     _signals.clear()
     previous = {sig: signal.signal(sig, _note_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    sock = store = app = None
+    sock = store = app = engine = None
     try:
         sock = bind(host, port)
         store = open_store(db, retain_ms)
-        app = create_app(store, token)
+        if rules is not None:
+            from .alerts import AlertEngine, state_path_for
+
+            # Evaluated in a thread of its own on a read connection: never in the way of
+            # ingestion; the state file sits beside the store.
+            engine = AlertEngine(rules, store.reader, state_path=state_path_for(db),
+                                 base_url=public_url or url_of(sock))
+        app = create_app(store, token, alerts=engine)
         config = uvicorn.Config(
             app, access_log=False, log_level="warning", lifespan="off", server_header=False,
             proxy_headers=False, timeout_graceful_shutdown=10,
@@ -252,14 +266,20 @@ def _run(
             + (f", keeping {_age(retain_ms)}" if retain_ms else "")
             + ")"
         )
-        if alerts is not None:
-            server.ready_line += f"; alert rules {alerts} read, not evaluated yet"
+        if rules is not None:
+            from .alerts import describe
+
+            server.ready_line += f"; {describe(rules)}"
+        if engine is not None:
+            engine.start()
         if not _signals:
             _fast_event_loop()
             asyncio.run(server.serve(sockets=[sock]))
     finally:
         if sock is not None:
             sock.close()
+        if engine is not None:
+            engine.stop()  # before the store closes: it reads it
         if app is not None:
             app.state.close_readers()
         if store is not None:
@@ -308,7 +328,8 @@ def _Server(config: Any) -> Any:  # noqa: N802 - a class made on first use (uvic
 
 def run_args(args: argparse.Namespace) -> int:
     token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
-    return run(args.host, args.port, args.db, token, args.retain, args.alerts)
+    return run(args.host, args.port, args.db, token, args.retain, args.alerts,
+               getattr(args, "public_url", None))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

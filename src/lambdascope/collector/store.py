@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import logging
 import math
 import os
 import queue
@@ -35,6 +36,8 @@ from typing import Any
 from . import fingerprint as _fingerprint
 from . import pricing
 from .sketch import Sketch
+
+log = logging.getLogger("lambdascope.collector")
 
 __all__ = [
     "MIGRATIONS",
@@ -1109,9 +1112,10 @@ def open_reader(path: str | os.PathLike[str], *, migrate_if_needed: bool = True
 
 
 class _Job:
-    __slots__ = ("done", "error", "items", "kind", "result", "size", "waiter")
+    __slots__ = ("callback", "done", "error", "items", "kind", "result", "size", "waiter")
 
-    def __init__(self, kind: str, items: Any, size: int, waiter: bool = True) -> None:
+    def __init__(self, kind: str, items: Any, size: int, waiter: bool = True,
+                 callback: Callable[[_Job], None] | None = None) -> None:
         self.kind = kind
         self.items = items
         self.size = size
@@ -1119,6 +1123,16 @@ class _Job:
         self.result: Any = None
         self.error: BaseException | None = None
         self.waiter = waiter
+        self.callback = callback
+
+    def finish(self) -> None:
+        """The job is over (``result`` or ``error`` set): wake whoever waits for it."""
+        self.done.set()
+        if self.callback is not None:
+            try:
+                self.callback(self)
+            except Exception:  # the caller's hook must not stop the writer
+                log.exception("lambdascope store: a completion callback failed")
 
 
 _STOP = object()
@@ -1195,6 +1209,30 @@ class Store:
         Every report is checked before any is written: one that cannot be stored raises
         ``ValueError`` naming it, and none of the batch is stored.
         """
+        prepared = self._prepare(reports, raw)
+        if not prepared:
+            return AddResult()
+        return self._submit(_Job("add", prepared, len(prepared)))
+
+    def add_nowait(self, reports: Iterable[Mapping[str, Any]] | Mapping[str, Any],
+                   raw: Sequence[bytes | str] | None,
+                   callback: Callable[[AddResult | None, BaseException | None], None]
+                   ) -> None:
+        """:meth:`add` without waiting: the reports are checked and turned into rows now
+        (``ValueError`` as for :meth:`add`), written by the writer thread, and ``callback(result,
+        error)`` is called from that thread once they are committed (or could not be). For
+        an event loop, which then needs no thread of its own to wait."""
+        prepared = self._prepare(reports, raw)
+        if not prepared:
+            callback(AddResult(), None)
+            return
+        if self._closed:
+            raise self._broken or StoreError("the store is closed")
+        self._queue.put(_Job("add", prepared, len(prepared),
+                             callback=lambda job: callback(job.result, job.error)))
+
+    def _prepare(self, reports: Iterable[Mapping[str, Any]] | Mapping[str, Any],
+                 raw: Sequence[bytes | str] | None) -> list[_Prepared]:
         if isinstance(reports, Mapping):
             reports = [reports]
             if isinstance(raw, (bytes, str)):
@@ -1207,9 +1245,7 @@ class Store:
                 raise ValueError(f"report {n}: {exc}") from None
             except IndexError:
                 raise ValueError("raw must hold one text per report") from None
-        if not prepared:
-            return AddResult()
-        return self._submit(_Job("add", prepared, len(prepared)))
+        return prepared
 
     def add_platform(self, records: Iterable[Mapping[str, Any]] | Mapping[str, Any]
                      ) -> AddResult:
@@ -1323,7 +1359,7 @@ class Store:
                     break
                 if item is not _STOP:
                     item.error = self._broken
-                    item.done.set()
+                    item.finish()
 
     def _loop(self) -> None:
         pending: list[_Job] = []
@@ -1368,7 +1404,7 @@ class Store:
                     elif job.waiter:
                         pending.append(job)  # a caller waits: finish before stopping
                     else:
-                        job.done.set()
+                        job.finish()
             if (self.retain_ms is not None and not stopping
                     and time.monotonic() >= self._next_retention):
                 self._retention_job()
@@ -1380,7 +1416,7 @@ class Store:
                 break
             if item is not _STOP:
                 item.error = StoreError("the store is closed")
-                item.done.set()
+                item.finish()
 
     def _retention_job(self) -> None:
         self._next_retention = time.monotonic() + RETENTION_INTERVAL_S
@@ -1460,7 +1496,7 @@ class Store:
             return
         for job, result in zip(jobs, results):
             job.result = result
-            job.done.set()
+            job.finish()
 
     def _finish_error(self, job: _Job) -> None:
         import sys
@@ -1469,7 +1505,7 @@ class Store:
         if isinstance(exc, sqlite3.Error):
             exc = StoreError(f"writing to {self.path} failed: {exc}")
         job.error = exc if isinstance(exc, Exception) else StoreError("the writer stopped")
-        job.done.set()
+        job.finish()
 
     def _apply(self, jobs: list[_Job]) -> list[Any]:
         results: list[Any] = []
@@ -1745,7 +1781,7 @@ class Store:
         if more:
             return True
         job.result = job.items[1]
-        job.done.set()
+        job.finish()
         return False
 
     def _prune_rollups_and_logs(self, minute: int, aligned: float) -> bool:
