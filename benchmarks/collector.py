@@ -62,6 +62,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -87,6 +88,10 @@ BUDGETS: dict[str, tuple[str, float]] = {
     "stats_api_ms": ("<=", 300.0),
     "show_ms": ("<=", 50.0),
     "show_api_ms": ("<=", 50.0),
+    "page_overview_ms": ("<=", 300.0),
+    "page_function_ms": ("<=", 300.0),
+    "page_invocation_ms": ("<=", 100.0),
+    "page_max_kb": ("<=", 500.0),
 }
 
 FULL = {
@@ -1025,9 +1030,69 @@ def bench_queries(path: str, cfg: dict[str, Any]) -> dict[str, Any]:
                            "p95_ms": quantile(times, 0.95), "max_ms": max(times),
                            "not_200": bad, "reference_us": reference_us()}
         log(f"(3) /api/invocations/{{id}}: median {median(times):.2f} ms")
+        out["pages"] = bench_pages(get, since, until, ids[cfg["show_n"]:], cfg)
         conn_http.close()
     finally:
         service.stop()
+    return out
+
+
+# -- the dashboard ---------------------------------------------------------------------------
+_ASSET = re.compile(rb'<(?:link[^>]*\bhref|script[^>]*\bsrc|img[^>]*\bsrc)="(/[^"]*)"')
+
+
+def bench_pages(get: Any, since: int, until: int, ids: list[str], cfg: dict[str, Any]
+                ) -> dict[str, Any]:
+    """The dashboard's pages over the whole filled window: time to serve each (first and
+    median of ``stats_runs``) and what a browser transfers for it (the HTML and every
+    stylesheet, script and image it links, each counted once per page)."""
+    window = f"since={since}&until={until}"
+    pages = {
+        "overview": f"/?{window}",
+        "function": f"/functions/orders?{window}",
+        "invocations": f"/invocations?function=orders&{window}",
+        "dependencies": f"/dependencies?{window}",
+        "logs": f"/logs?function=orders&{window}",
+        "map": f"/map?{window}",
+    }
+    out: dict[str, Any] = {}
+    assets: dict[str, int] = {}
+
+    def transferred(body: bytes) -> int:
+        total = len(body)
+        for ref in dict.fromkeys(m.decode() for m in _ASSET.findall(body)):
+            if ref not in assets:
+                _, status, data = get(ref)
+                if status != 200:
+                    raise SystemExit(f"{ref} answered {status}")
+                assets[ref] = len(data)
+            total += assets[ref]
+        return total
+
+    for name, url in pages.items():
+        first, status, body = get(url)
+        if status != 200:
+            raise SystemExit(f"{url} answered {status}: {body[:300]!r}")
+        runs = [get(url)[0] for _ in range(cfg["stats_runs"])]
+        out[name] = {"url": url, "first_ms": first, "median_ms": median(runs),
+                     "max_ms": max(runs), "bytes": transferred(body), "html_bytes": len(body),
+                     "reference_us": reference_us()}
+        log(f"(5) {name}: first {first:.0f} ms, median {median(runs):.0f} ms, "
+            f"{out[name]['bytes'] / 1024:.0f} KB")
+    times = []
+    sizes = []
+    for rid in ids:
+        ms, status, body = get(f"/invocations/{rid}")
+        if status != 200:
+            raise SystemExit(f"/invocations/{rid} answered {status}: {body[:300]!r}")
+        times.append(ms)
+        sizes.append(transferred(body))
+    out["invocation"] = {"n": len(times), "median_ms": median(times),
+                         "p95_ms": quantile(times, 0.95), "max_ms": max(times),
+                         "bytes": max(sizes), "reference_us": reference_us()}
+    out["max_bytes"] = max(x["bytes"] for x in out.values() if isinstance(x, dict))
+    out["assets"] = assets
+    log(f"(5) invocation pages: median {median(times):.1f} ms over {len(times)}")
     return out
 
 
@@ -1141,7 +1206,32 @@ def build_rows(res: dict[str, Any]) -> list[Row]:
         ("bytes_per_report_filled",
          f"    per report, filled store ({b['filled']['rows']['invocations']:,} rows)", "B",
          ".0f", b["filled"]["per_report"], None),
+        *page_rows(q.get("pages")),
     ]
+
+
+def page_rows(p: dict[str, Any] | None) -> list[Row]:
+    if not p:
+        return []
+    rows: list[Row] = [
+        ("", "(5) dashboard pages over the same window, through the service", "", "", None,
+         None),
+        ("page_overview_ms", "    overview /, median", "ms", ".1f", p["overview"]["median_ms"],
+         "page_overview_ms"),
+        ("page_function_ms", "    function /functions/orders, median", "ms", ".1f",
+         p["function"]["median_ms"], "page_function_ms"),
+        ("page_invocation_ms", f"    invocation /invocations/{{id}}, median of "
+                               f"{p['invocation']['n']}", "ms", ".1f",
+         p["invocation"]["median_ms"], "page_invocation_ms"),
+        ("page_invocation_p95_ms", "    invocation, p95", "ms", ".1f",
+         p["invocation"]["p95_ms"], None),
+    ]
+    for name in ("invocations", "dependencies", "logs", "map"):
+        rows.append((f"page_{name}_ms", f"    {p[name]['url'].split('?')[0]}, median", "ms",
+                     ".1f", p[name]["median_ms"], None))
+    rows.append(("page_max_kb", "    largest page transferred (HTML + CSS + JS)", "KB", ".0f",
+                 p["max_bytes"] / 1024, "page_max_kb"))
+    return rows
 
 
 def results(res: dict[str, Any]) -> list[dict[str, Any]]:
