@@ -934,7 +934,9 @@ def create_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         *(api_route(e) for e in endpoints),
     ]
+    from . import dashboard  # the web pages at / (the same read connections and token)
 
+    routes += dashboard.routes(readers, secret)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
