@@ -15,7 +15,9 @@ generate a fresh copy), so the whole sample costs a few tens of microseconds.
 * Sandbox memory: the memory cgroup (v2 ``memory.current``/``memory.peak`` or v1
   ``memory.usage_in_bytes``/``memory.max_usage_in_bytes``) where readable. This is the figure
   CloudWatch's "Max Memory Used" is close to: it counts every process of the sandbox and the page
-  cache, not only this process's RSS.
+  cache, not only this process's RSS. ``LAMBDASCOPE_SANDBOX_CGROUP`` names another directory of
+  that layout (or ``none``), for a sandbox that is not the cgroup at /sys/fs/cgroup (the local
+  runner's).
 """
 
 from __future__ import annotations
@@ -44,6 +46,22 @@ _CGROUP_CANDIDATES = (
         "/sys/fs/cgroup/memory/memory.max_usage_in_bytes",
     ),
 )
+
+
+#: Where the sandbox's memory figure is, when the sandbox is not the cgroup the process sees
+#: at /sys/fs/cgroup: a directory in the cgroup v2 layout (``memory.current``, ``memory.peak``,
+#: each a number of bytes), or ``none`` for no figure. ``lambdascope invoke`` points it at files
+#: it keeps up to date with its sandbox's memory (the host's cgroup is not the sandbox's).
+SANDBOX_CGROUP_ENV = "LAMBDASCOPE_SANDBOX_CGROUP"
+
+
+def _cgroup_candidates() -> tuple[tuple[str, str], ...]:
+    override = os.environ.get(SANDBOX_CGROUP_ENV)
+    if override is None:
+        return _CGROUP_CANDIDATES
+    if not override.strip() or override.strip().lower() == "none":
+        return ()
+    return ((os.path.join(override, "memory.current"), os.path.join(override, "memory.peak")),)
 
 
 def _open(path: str, flags: int = os.O_RDONLY) -> int | None:
@@ -123,7 +141,7 @@ class Sampler:
         self._clear_refs = _open("/proc/self/clear_refs", os.O_WRONLY)
         self._cg_current: int | None = None
         self._cg_peak: int | None = None
-        for current, peak in _CGROUP_CANDIDATES:
+        for current, peak in _cgroup_candidates():
             fd = _open(current)
             if fd is not None and _pread(fd, 64):
                 self._cg_current, self._cg_peak = fd, _open(peak)

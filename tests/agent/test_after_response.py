@@ -3,6 +3,7 @@ arrives before the next invocation starts."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -22,7 +23,10 @@ class SlowCollector:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":  # big reports are gzipped
+                    data = gzip.decompress(data)
+                body = json.loads(data)
                 time.sleep(outer.delay_s)
                 for report in body if isinstance(body, list) else [body]:
                     outer.received.append((time.monotonic(), report))

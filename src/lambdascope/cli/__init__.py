@@ -24,7 +24,7 @@ DESCRIPTION = (
 DEFAULT_DB = os.path.join(".lambdascope", "reports.db")
 
 #: Commands whose module is ``lambdascope.cli.<name>``, with a ``run(args) -> int``.
-COMMANDS = ("stats", "show", "ingest", "check", "collector")
+COMMANDS = ("stats", "show", "ingest", "check", "collector", "invoke", "events")
 
 
 class Parser(argparse.ArgumentParser):
@@ -172,6 +172,10 @@ def build_parser() -> Parser:
     check.add_argument("--json", action="store_true", help="print the checks as JSON")
     _source_arguments(check)
 
+    # invoke, events: declared by their own modules (standard library only at import) -------
+    for name in ("invoke", "events"):
+        importlib.import_module(f".{name}", __name__).add_arguments(commands)
+
     parser.commands = dict(commands.choices)
     # collector -----------------------------------------------------------------------------
     commands.add_parser(
@@ -187,9 +191,9 @@ def _debug() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] == "collector":
-        # Everything after the word belongs to the collector's own parser.
-        return _run("collector", args_list[1:])
+    if args_list and args_list[0] in ("collector",):
+        # Everything after the word belongs to the command's own parser.
+        return _run(args_list[0], args_list[1:])
     parser = build_parser()
     try:
         args, extras = parser.parse_known_args(args_list)

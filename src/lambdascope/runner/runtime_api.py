@@ -24,9 +24,14 @@ The lifecycle follows Lambda's:
   before-snapshot hooks and calls ``GET .../restore/next``, which is held (the "snapshot") until
   :meth:`RuntimeAPI.restore` (or the first :meth:`RuntimeAPI.invoke`, as Lambda restores on
   demand) releases it; the runtime then runs the after-restore hooks and asks for an invocation.
-* **Shutdown**: :meth:`Sandbox.stop` sends ``SHUTDOWN`` to the extensions registered for it
-  (external ones only: Lambda refuses ``SHUTDOWN`` to internal extensions), then ``SIGTERM``, then
-  ``SIGKILL`` after a grace period.
+* **Freeze**: :meth:`Sandbox.freeze` stops the sandbox's process group (``SIGSTOP``) once it is
+  idle (:meth:`RuntimeAPI.wait_idle`), as Lambda freezes a sandbox between invocations, and
+  :meth:`Sandbox.thaw` continues it (``SIGCONT``); :meth:`Sandbox.kill` is Lambda's reset of a
+  sandbox that ran past its deadline or out of memory. ``lambdascope invoke``
+  (:mod:`lambdascope.runner.invoke`) drives sandboxes with these rules.
+* **Shutdown**: :meth:`Sandbox.stop` thaws a frozen sandbox, sends ``SHUTDOWN`` to the extensions
+  registered for it (external ones only: Lambda refuses ``SHUTDOWN`` to internal extensions),
+  then ``SIGTERM``, then ``SIGKILL`` after a grace period.
 
 Standard library only. The server binds 127.0.0.1 on a free port and runs in a daemon thread;
 every public method is thread-safe.
@@ -1083,6 +1088,8 @@ class Sandbox:
         self._out_size = {"stdout": 0, "stderr": 0}
         self._threads: list[threading.Thread] = []
         self._stopped = False
+        self._frozen = False
+        self._freeze_lock = threading.Lock()
 
     def _build_env(
         self,
@@ -1189,13 +1196,44 @@ class Sandbox:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(sig)
 
+    def freeze(self) -> bool:
+        """Freeze the sandbox as Lambda does between invocations: ``SIGSTOP`` to its process
+        group, so no thread of it (nor any child) runs until :meth:`thaw`. ``False`` when the
+        process is not running. Call it once the sandbox is idle (:meth:`wait_idle`)."""
+        with self._freeze_lock:
+            if not self.alive:
+                return False
+            if not self._frozen:
+                self._signal(signal.SIGSTOP)
+                self._frozen = True
+            return True
+
+    def thaw(self) -> None:
+        """Undo :meth:`freeze` (``SIGCONT`` to the process group). Idempotent."""
+        with self._freeze_lock:
+            if self._frozen:
+                self._frozen = False
+                self._signal(signal.SIGCONT)
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def kill(self) -> None:
+        """``SIGKILL`` to the process group at once (what Lambda does to a sandbox that ran
+        past its deadline or out of memory); :meth:`stop` still cleans up afterwards."""
+        self._signal(signal.SIGKILL)
+        self.thaw()
+
     def stop(self, grace_s: float | None = None) -> int | None:
         """Shut the sandbox down: ``SHUTDOWN`` to extensions registered for it, ``SIGTERM``,
-        then ``SIGKILL`` after ``grace_s``. Returns the exit status. Idempotent."""
+        then ``SIGKILL`` after ``grace_s``. Returns the exit status. Idempotent. A frozen
+        sandbox is thawed first (a stopped process would not act on ``SIGTERM``)."""
         proc = self.process
         if not self._stopped:
             self._stopped = True
             grace = self.stop_grace_s if grace_s is None else grace_s
+            self.thaw()
             if proc is not None and proc.poll() is None:
                 if self.api.shutdown_subscribers:
                     self.api.shutdown(timeout_s=2.0)
