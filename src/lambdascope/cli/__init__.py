@@ -24,7 +24,7 @@ DESCRIPTION = (
 DEFAULT_DB = os.path.join(".lambdascope", "reports.db")
 
 #: Commands whose module is ``lambdascope.cli.<name>``, with a ``run(args) -> int``.
-COMMANDS = ("stats", "show", "ingest", "check", "collector", "invoke", "events")
+COMMANDS = ("stats", "show", "ingest", "check", "collector", "layer", "invoke", "events")
 
 
 class Parser(argparse.ArgumentParser):
@@ -182,6 +182,10 @@ def build_parser() -> Parser:
         "collector", add_help=False,
         help="the collector service: ingestion, store, /api/ (lambdascope collector --help)",
     )
+    commands.add_parser(
+        "layer", add_help=False,
+        help="build a Lambda layer zip of lambdascope (lambdascope layer build --help)",
+    )
     return parser
 
 
@@ -191,7 +195,7 @@ def _debug() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in ("collector",):
+    if args_list and args_list[0] in ("collector", "layer"):
         # Everything after the word belongs to the command's own parser.
         return _run(args_list[0], args_list[1:])
     parser = build_parser()
