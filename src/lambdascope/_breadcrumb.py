@@ -12,7 +12,9 @@ the in-flight mark, set last at the start and cleared first at the end. The seco
 line naming the span last opened (trace and span ids, name, start), kept up to date by the
 instrumentation. When a new process of the sandbox sets up, it looks at the breadcrumbs of
 processes that are gone: a marked one is an invocation that never ended, and the new process
-reports it with ``status: "crashed"`` and the likely cause.
+reports it with ``status: "crashed"`` and the likely cause. An invocation whose timeout report
+was sent is marked as such (the kill at the deadline that follows is no news): it is not
+reported again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 _SIZE = 1024  # the breadcrumb file; mapped once, written in place
 _HALF = 512  # the invocation record, then the line of the span last opened
 _MARK = b"LSB1"  # an invocation is in flight
+_REPORTED = b"LSBT"  # still in flight, but its timeout report went out: nothing more to say
 _CLEAR = b"\0\0\0\0"
 # start (µs since the epoch), time left at the start (ms, -1 unknown), RSS at the start (kB, -1
 # unknown), memory size (MB, 0 unknown), request id length, X-Ray header length
@@ -64,7 +67,8 @@ def _start_ticks(pid: int) -> str | None:
 
 
 def parse(raw: bytes) -> dict[str, Any] | None:
-    """The invocation a breadcrumb file holds, or ``None`` when none was in flight."""
+    """The invocation a breadcrumb file holds, or ``None`` when none was in flight (or its
+    timeout report already went out)."""
     if len(raw) < _HALF or raw[:4] != _MARK:
         return None
     start_us, left_ms, rss_kb, limit_mb, rid_len, xray_len = _FIXED.unpack_from(raw, 4)
@@ -172,6 +176,12 @@ class Breadcrumbs:
             else:
                 self._span_id = None
                 self._write(_HALF, self._blank)
+
+    def timeout_reported(self) -> None:
+        """The invocation in flight has had its timeout report delivered (or spooled): if the
+        process is now killed at the deadline, the next one must not report it again as
+        crashed."""
+        self._write(0, _REPORTED)
 
     def leave(self) -> None:
         self._write(0, _CLEAR)

@@ -115,3 +115,13 @@ def fire(inv: Any) -> None:
         "stack": handler_stack(inv.thread_id),
     }
     inv.pipeline.deliver([report], remaining_ms=remaining)
+    # Delivered or spooled: a kill at the deadline is no longer a crash to report.
+    from ._state import S
+
+    if S.breadcrumbs:
+        try:
+            S.breadcrumbs.timeout_reported()
+        except Exception as exc:
+            from ._guard import internal_error
+
+            internal_error("breadcrumbs.timeout_reported", exc)

@@ -650,3 +650,30 @@ def test_crashed_report_names_memory_near_the_limit(validate_report: Any) -> Non
              "rss_mb": 240.0, "limit_mb": 256, "xray": ""}
     report = validate_report(crashed_report(crumb, pipeline()))
     assert "probable out-of-memory" in report["error"]["message"]
+
+
+def test_a_timeout_already_reported_is_not_reported_again(spool: str) -> None:
+    """The watchdog delivered the timeout report, then the process was killed at the deadline:
+    the next process finds nothing to report (one report per invocation)."""
+    inv = make_inv()
+
+    def work(crumbs: Breadcrumbs) -> None:
+        crumbs.enter(inv, 50_000, 128)
+        open_span(inv, crumbs, "GET", inv.root_span_id)
+        crumbs.timeout_reported()
+
+    assert crumbs_after_death(spool, work) == []
+    assert others(spool) == []  # claimed and removed all the same
+
+
+def test_a_new_invocation_after_a_reported_timeout_is_in_flight_again(spool: str) -> None:
+    first, second = make_inv(), make_inv()
+
+    def work(crumbs: Breadcrumbs) -> None:
+        crumbs.enter(first, 50_000, 128)
+        crumbs.timeout_reported()
+        crumbs.leave()  # the handler finished after all
+        crumbs.enter(second, 50_000, 128)
+
+    (crumb,) = crumbs_after_death(spool, work)
+    assert crumb["request_id"] == second.request_id
