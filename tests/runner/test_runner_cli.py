@@ -213,3 +213,25 @@ def test_collector_url_in_the_environment_is_where_reports_go(
     rows = stored_rows(tmp_path / "collector.db", "remote-fn")
     assert len(rows) == 2
     assert {row["trigger_type"] for row in rows} == {"sqs"}  # the bundled sample event
+
+
+def test_a_run_whose_every_sandbox_was_killed_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
+) -> None:
+    """One invocation killed out of memory: no agent report could get out (its crash report
+    would come from the sandbox's next process), and the summary does not blame the handler's
+    decorator."""
+    db = tmp_path / "reports.db"
+    code = main(["invoke", SCRIPTED, "--event", json.dumps({"script": ["alloc:400"]}),
+                 "--times", "1", "--memory", "128", "--function-name", "killed-fn",
+                 "--db", str(db), "--env", f"SCRIPT_DIR={tmp_path}"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "1 crashed" in captured.out
+    assert "out of memory" in captured.out
+    assert ("reports: 0 from the agent" in captured.out
+            or "every sandbox was killed before it could report" in captured.out), captured.out
+    assert "1 invocation without one" in captured.out or "killed" in captured.out
+    assert "is the handler decorated" not in captured.out
+    (row,) = stored_rows(db, "killed-fn")
+    assert row["status"] == "crashed"

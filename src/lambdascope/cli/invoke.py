@@ -321,10 +321,17 @@ def _render(result: Any, stats: dict[str, Any] | str) -> None:
         out(f"  {label}: {clip(text, 300)}")
     if result.db_path is not None:
         missing = len(result.reports_missing)
-        line = (f"  reports: {result.reports_received} from the agent in {result.db_path}"
-                if result.agent_seen else
-                f"  reports: none from the agent (is the handler decorated with "
-                f"@lambdascope.monitor?); the runner's own records are in {result.db_path}")
+        killed = counts["timeout"] + counts["crashed"]
+        if result.agent_seen:
+            line = f"  reports: {result.reports_received} from the agent in {result.db_path}"
+        elif killed == len(result.invocations):
+            # Every sandbox was killed before its agent could report (the agent's crash report
+            # comes from the sandbox's next process, and there was none).
+            line = (f"  reports: none from the agent (every sandbox was killed before it could"
+                    f" report); the runner's own records are in {result.db_path}")
+        else:
+            line = (f"  reports: none from the agent (is the handler decorated with "
+                    f"@lambdascope.monitor?); the runner's own records are in {result.db_path}")
         if result.agent_seen and missing:
             line += (f"; {missing} invocation{'s' if missing != 1 else ''} without one "
                      f"(stored from the runner's own record)")
