@@ -52,5 +52,31 @@ for _obj in (monitor, flush, current, label, metric, span, Invocation, instrumen
     except (AttributeError, TypeError):  # pragma: no cover
         pass
 
+
+
+def _time_imports() -> None:
+    """Inside Lambda, time the imports that follow until the end of init (the cold-start
+    diagnostics, docs/profiling.md): a finder first on ``sys.meta_path``, removed at the end of
+    init. ``LAMBDASCOPE_DIAGNOSTICS=false`` (or a disabled agent) leaves it out."""
+    import os
+    import sys
+
+    env = os.environ
+    if not (env.get("AWS_LAMBDA_FUNCTION_NAME") or "awslambdaric" in sys.modules):
+        return
+    off = ("0", "false", "no", "off")
+    if env.get("LAMBDASCOPE_DIAGNOSTICS", "").strip().lower() in off:
+        return
+    if env.get("LAMBDASCOPE_DISABLED", "").strip().lower() not in ("", *off):
+        return
+    try:
+        from . import _importtime
+
+        _importtime.install(_t0)
+    except Exception:  # no import timing; nothing else changes
+        pass
+
+
+_time_imports()
 _state.import_ms = (_time.perf_counter() - _t0) * 1000.0
 del _obj

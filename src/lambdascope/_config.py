@@ -171,6 +171,19 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
 
 KEYS = tuple(_FIELDS)
 
+#: Settings beyond the contract's table. They do not make a configuration different for the
+#: pipeline (exporters, redaction), so they stay out of ``key`` and ``as_dict()``.
+#: ``profile`` is a decorator option only (``@monitor(profile=True)``: every invocation of that
+#: handler is profiled); ``diagnostics`` is also ``LAMBDASCOPE_DIAGNOSTICS`` (cold-start
+#: diagnostics on the first report of a sandbox, see docs/profiling.md).
+_EXTRA_FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
+    "profile": (_bool, False),
+    "diagnostics": (_bool, True),
+}
+EXTRA_KEYS = tuple(_EXTRA_FIELDS)
+OPTION_ONLY = frozenset(("profile",))
+_ALL_FIELDS = {**_FIELDS, **_EXTRA_FIELDS}
+
 
 def _describe(value: Any) -> str:
     if isinstance(value, tuple):
@@ -185,6 +198,7 @@ class Config:
 
     __slots__ = (
         *KEYS,
+        *EXTRA_KEYS,
         "_frozen",
         "key",
     )
@@ -209,6 +223,8 @@ class Config:
     max_spans: int
     profile_rate: float
     profile_interval_ms: int
+    profile: bool
+    diagnostics: bool
 
     def __init__(
         self,
@@ -219,17 +235,20 @@ class Config:
         opts = dict(options or {})
         bad: list[tuple[str, str, Any, str]] = []
         for key in list(opts):
-            if key not in _FIELDS:
+            if key not in _ALL_FIELDS:
                 log_once(
                     "config-option:" + key,
                     "lambdascope: unknown monitor option %r ignored (known options: %s)",
                     key,
-                    ", ".join(KEYS),
+                    ", ".join((*KEYS, *EXTRA_KEYS)),
                 )
                 del opts[key]
-        for key, (parse, default) in _FIELDS.items():
+        for key, (parse, default) in _ALL_FIELDS.items():
             if key in opts:
                 source, raw = f"monitor option {key!r}", opts[key]
+            elif key in OPTION_ONLY:
+                object.__setattr__(self, key, default)
+                continue
             else:
                 name = PREFIX + key.upper()
                 raw = env.get(name)

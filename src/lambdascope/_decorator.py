@@ -99,16 +99,22 @@ def _wrap(handler: F, options: dict[str, Any]) -> F:
 @overload
 def monitor(handler: F, /) -> F: ...
 @overload
-def monitor(handler: None = None, /, **options: Any) -> Callable[[F], F]: ...
+def monitor(
+    handler: None = None, /, *, profile: bool = False, **options: Any
+) -> Callable[[F], F]: ...
 
 
-def monitor(handler: Any = None, /, **options: Any) -> Any:
+def monitor(handler: Any = None, /, *, profile: bool | None = None, **options: Any) -> Any:
     """Monitor a Lambda handler: ``@monitor`` or ``@monitor(service="orders", ...)``.
 
     Options are the configuration keys (``LAMBDASCOPE_*`` in lower case without the prefix) and
-    beat the environment. The handler keeps its name, signature and docstring, returns exactly
-    what it returns and raises exactly what it raises.
+    beat the environment. ``profile=True`` profiles every invocation of this handler (the
+    sampling profiler; ``LAMBDASCOPE_PROFILE_RATE`` profiles a share of all invocations). The
+    handler keeps its name, signature and docstring, returns exactly what it returns and raises
+    exactly what it raises.
     """
+    if profile is not None:
+        options["profile"] = profile
     if handler is None:
         return functools.partial(_wrap, options=options)
     if not callable(handler):

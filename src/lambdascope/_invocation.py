@@ -121,6 +121,7 @@ class Invocation:
         "open_spans",
         "otel_token",
         "pipeline",
+        "profiler",
         "remote_source",
         "request_id",
         "res_start",
@@ -170,6 +171,7 @@ class Invocation:
         self.config: Any = None
         self.pipeline: Any = None
         self.otel_token: Any = None
+        self.profiler: Any = None  # a lambdascope._profiler.Profiler when profiled
         self.ended = False
         self.timed_out = False
         self.fire_at = 0.0

@@ -122,6 +122,8 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         if CURRENT.get() is not None:  # already monitored further out: monitor once
             return None
         S = _state.S
+        if S.first_invocation:
+            _stop_import_timing(S.init_end)
         if S.last_config is config:
             pipeline = S.last_pipeline
         else:
@@ -180,6 +182,9 @@ def begin(config: Config, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         bridge = S.otel_bridge
         if bridge is not None and bridge.active and inv.sampled:
             inv.otel_token = bridge.attach(inv, inv.root_span_id)
+        if inv.first and config.diagnostics:
+            _watch(True)
+        _maybe_profile(inv, config, event)
         inv.agent_s += time.perf_counter() - t0
         return (inv, token)
     except Exception as exc:
@@ -191,6 +196,14 @@ def end(handle: Any, result: Any, exc: BaseException | None) -> None:
     """Close the invocation, build its report and deliver it. Never raises."""
     t0 = time.perf_counter()
     inv, token = handle
+    profiler = inv.profiler
+    if profiler is not None:
+        try:
+            profiler.stop()  # no join: the sampler ends on its own, the report waits for it
+        except Exception as err:
+            internal_error("profiler.stop", err)
+    if inv.first:
+        _watch(False)
     end_wall = time.time()
     duration_ms = (t0 - inv.start_perf) * 1000.0
     inv.ended = True
@@ -258,7 +271,9 @@ def _reports(
     t1 = time.perf_counter()
     S = _state.S
     try:
-        report = build_report(inv, result, exc, end_wall, duration_ms)
+        report = build_report(
+            inv, result, exc, end_wall, duration_ms, after_response=after_response
+        )
     except Exception as err:
         internal_error("report.build", err)
         report = _fallback_report(inv, exc, end_wall, duration_ms, None)
@@ -425,11 +440,14 @@ def build_report(
     duration_ms: float,
     status: str | None = None,
     snapshot: bool = False,
+    after_response: bool = False,
 ) -> dict[str, Any]:
     """The report of ``inv`` (schema ``lambdascope/1``).
 
     ``snapshot`` builds it while the invocation is still running (a timeout report): the
-    process-wide memory history is left alone and spans in flight are included."""
+    process-wide memory history is left alone and spans in flight are included.
+    ``after_response``: built after the caller has its answer (what may take longer, such as
+    the scan of installed distributions for the diagnostics, is done only then)."""
     S = _state.S
     pipeline = inv.pipeline
     config = inv.config
@@ -599,7 +617,136 @@ def build_report(
             report["dropped_reports"] = dropped
     if config.capture_event:
         report["event"] = inv.event
+    profiler = inv.profiler
+    if profiler is not None:
+        try:
+            report["profile"] = profiler.result(final=not snapshot)
+        except Exception as err:
+            internal_error("profile.report", err)
+    if inv.first and not snapshot and config.diagnostics and _in_lambda():
+        try:
+            from ._diagnostics import gather
+
+            report["diagnostics"] = gather(
+                init_duration_ms,
+                handler_fallback=_handler_fallback(inv),
+                after_response=after_response,
+                sandbox_id=function.get("log_stream") or _safe_attr(context, "log_stream_name"),
+            )
+        except Exception as err:
+            internal_error("diagnostics", err)
     return report
+
+
+# -- Profiles and diagnostics ---------------------------------------------------------------
+
+_IMPORTTIME = __name__.rpartition(".")[0] + "._importtime"
+_PROFILE_KEY = "lambdascope-profile"
+_PROFILE_HEADER = "x-lambdascope-profile"
+_YES = frozenset(("1", "true", "yes", "on"))
+_CO_COROUTINE = 0x80
+
+
+def _in_lambda() -> bool:
+    """Inside a Lambda sandbox (or the local runner's): where cold-start diagnostics apply."""
+    import os
+
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) or "awslambdaric" in sys.modules
+
+
+def _handler_fallback(inv: Invocation) -> str | None:
+    return inv.name or None
+
+
+def _stop_import_timing(end_wall: float) -> None:
+    """The end of init: the import-timing finder (installed by ``import lambdascope`` inside
+    Lambda) leaves ``sys.meta_path``, so nothing after init pays for it."""
+    module = sys.modules.get(_IMPORTTIME)
+    if module is not None:
+        try:
+            module.stop(end_wall)
+        except Exception as exc:
+            internal_error("imports.stop", exc)
+
+
+def _watch(on: bool) -> None:
+    """During the first invocation only (Python 3.12+): note which imported files run code."""
+    module = sys.modules.get(_IMPORTTIME)
+    if module is not None and module.RECORDER is not None:
+        try:
+            if on:
+                module.watch_start()
+            else:
+                module.watch_stop()
+        except Exception as exc:
+            internal_error("imports.watch", exc)
+
+
+def _asks_profile(event: dict[str, Any]) -> str | None:
+    """``event`` or ``header`` when the event asks for this invocation to be profiled."""
+    flag = event.get(_PROFILE_KEY)
+    if flag is not None and (
+        flag is True or (type(flag) is str and flag.strip().lower() in _YES) or flag == 1
+    ):
+        return "event"
+    if "requestContext" not in event:
+        return None
+    # API Gateway (REST and HTTP APIs), ALB and function URL events. Payload version 2.0 (HTTP
+    # APIs, function URLs) has lower-case header names; REST APIs keep the names' case, and ALB
+    # or REST events may carry multiValueHeaders instead.
+    lower_case = event.get("version") == "2.0"
+    for field in ("headers", "multiValueHeaders"):
+        headers = event.get(field)
+        if type(headers) is not dict or not headers:
+            continue
+        value = headers.get(_PROFILE_HEADER)
+        if value is None:
+            if lower_case:
+                continue
+            for key in headers:
+                if type(key) is str and len(key) == 21 and key.lower() == _PROFILE_HEADER:
+                    value = headers[key]
+                    break
+            else:
+                continue
+        for item in value if type(value) is list else (value,):
+            if type(item) is str and item.strip().lower() in _YES:
+                return "header"
+    return None
+
+
+def _maybe_profile(inv: Invocation, config: Config, event: Any) -> None:
+    """Start the sampling profiler when this invocation is to be profiled: the decorator says
+    so, the event or a header asks for it, or the rate draws it. Imports nothing otherwise."""
+    try:
+        mode: str | None = "decorator" if config.profile else None
+        if mode is None and type(event) is dict:
+            mode = _asks_profile(event)
+        if mode is None:
+            rate = config.profile_rate
+            if rate > 0.0 and (rate >= 1.0 or _ids.random_fraction() < rate):
+                mode = "rate"
+        if mode is None:
+            return
+        anchor = sys._getframe(2)  # the wrapper that called begin(): the stack is beyond it
+        from ._profiler import Profiler
+
+        task_coro = None
+        if anchor.f_code.co_flags & _CO_COROUTINE:
+            asyncio = sys.modules.get("asyncio")
+            try:
+                task = asyncio.current_task() if asyncio is not None else None
+            except RuntimeError:  # no running loop (driven by hand)
+                task = None
+            get_coro = getattr(task, "get_coro", None)
+            task_coro = get_coro() if get_coro is not None else None
+        profiler = Profiler(
+            mode, config.profile_interval_ms, threading.get_ident(), anchor, task_coro
+        )
+        profiler.start()
+        inv.profiler = profiler
+    except Exception as exc:
+        internal_error("profiler.start", exc)
 
 
 # -- After the response ---------------------------------------------------------------------
@@ -677,6 +824,7 @@ def _install_runtime_next(cls: Any, original: Any) -> None:
             if state.first_invocation and state.restored_at is None and not state.init_end_exact:
                 state.init_end = time.time()  # the first request for an event ends init
                 state.init_end_exact = True
+                _stop_import_timing(state.init_end)
             state.runtime_nexts += 1
             flusher = state.flusher
             if flusher is not None:
@@ -713,6 +861,7 @@ def after_restore() -> None:
     try:
         S = _state.S
         now = time.time()
+        _stop_import_timing(S.init_end)  # init ended before the snapshot
         _ids.reseed()
         S.snapshot_init_ms = round(max(0.0, (S.init_end - S.init_start()) * 1000.0), 3)
         S.restored_at = now
