@@ -82,7 +82,7 @@ class TestOpening:
         with store.reader() as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert SCHEMA_VERSION == len(MIGRATIONS) == 2
+        assert SCHEMA_VERSION == len(MIGRATIONS) == 3
 
     def test_readers_cannot_write(self, store: Store) -> None:
         with store.reader() as conn, pytest.raises(sqlite3.OperationalError):

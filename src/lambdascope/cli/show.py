@@ -1,5 +1,7 @@
 """``lambdascope show REQUEST_ID``: one invocation: its fields, its error with the stack, its
-logs, a span waterfall in the terminal and the other invocations of its trace."""
+logs, a span waterfall in the terminal, the other invocations of its trace, and, when the
+report has them, its profile (top functions, the hottest path) and the sandbox's cold-start
+diagnostics (the import tree, the slowest imports, runtime, distributions, limits)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ from typing import Any
 
 from ._common import (
     clip,
+    clip_left,
     die,
     fmt_mb,
     fmt_ms,
+    fmt_rate,
     fmt_time,
     open_source,
     out,
@@ -312,6 +316,217 @@ def _related(found: dict[str, Any], report: dict[str, Any]) -> list[str]:
     return lines
 
 
+# -- profile and cold-start diagnostics ------------------------------------------------------------
+
+#: Rows of the top-functions table, frames of the hottest path, modules of the import tree.
+TOP_FUNCTIONS = 15
+HOT_PATH_FRAMES = 40
+IMPORT_TREE_NODES = 60
+LINE = 100  # the width the profile and diagnostics sections fit in
+
+
+def _kind(kind: str, package: str | None) -> str:
+    from ..collector.profiles import KIND_NAMES
+
+    if kind == "library" and package:
+        return f"lib {package}"
+    name = KIND_NAMES.get(kind, kind)
+    return f"{name} {package}" if package and kind != "user" else name
+
+
+def _labelled(function: str, where: str, width: int) -> str:
+    """``function (file:line)`` in ``width`` columns: the file is shortened first (from the
+    left, keeping the file name), then the function."""
+    if not where:
+        return clip(function, width)
+    room = width - len(function) - 3
+    if room >= 8:
+        return f"{function} ({clip_left(where, room)})"
+    return clip(function, width)
+
+
+def _profile(report: dict[str, Any]) -> list[str]:
+    from ..collector.profiles import hottest_path, library_names, read_profile, top_functions
+
+    # The report's own distributions (a cold start's) tell library frames from the user's;
+    # without them, the standard library and well-known packages are told apart.
+    profile = read_profile(report.get("profile"), library_names(report.get("diagnostics")))
+    if profile is None:
+        return []
+    interval = profile.interval_ms
+    head = (f"profile  {profile.samples:,} samples every {fmt_ms(interval)} = "
+            f"{fmt_ms(profile.ms(profile.samples))} sampled")
+    if profile.duration_ms is not None:
+        head += f" of {fmt_ms(profile.duration_ms)}"
+    notes = []
+    if profile.mode:
+        notes.append(f"profiled by {profile.mode}")
+    if profile.dropped_samples:
+        notes.append(f"{profile.dropped_samples:,} samples dropped")
+    if profile.truncated_stacks:
+        notes.append(_plural(profile.truncated_stacks, "stack") + " cut short")
+    if profile.stacks_skipped:
+        notes.append(_plural(profile.stacks_skipped, "unreadable stack") + " left out")
+    lines = [head]
+    if notes:
+        lines.append(f"  {'; '.join(notes)}")
+    if not profile.stacks:
+        lines.append("  no stacks were sampled (the invocation was shorter than the interval)")
+        return lines
+    rows = []
+    for f in top_functions(profile, TOP_FUNCTIONS):
+        rows.append([_labelled(f["function"], f["where"], 40), clip(_kind(f["kind"],
+                                                                           f["package"]), 18),
+                     fmt_rate(f["self_share"]), fmt_ms(f["self_ms"]),
+                     fmt_rate(f["total_share"]), fmt_ms(f["total_ms"])])
+    lines.append("  top functions (self: samples that ended in the function; total: samples "
+                 "it was on)")
+    lines += table(["function", "code", "self", "self ms", "total", "total ms"], rows,
+                   right={2, 3, 4, 5}, indent="    ")
+    path = hottest_path(profile)
+    if path:
+        lines.append(f"  hottest path ({fmt_rate(profile.share(path[-1].samples))} of samples "
+                     f"end on it)")
+        shown: list[Any] = path if len(path) <= HOT_PATH_FRAMES else [
+            *path[:HOT_PATH_FRAMES // 2], None, *path[-HOT_PATH_FRAMES // 2:]]
+        for depth, node in enumerate(shown):
+            if node is None or node.frame is None:
+                lines.append(f"    {'  ' * min(depth, 20)}… {len(path) - HOT_PATH_FRAMES} "
+                             f"frames between")
+                continue
+            indent = "  " * min(depth, 20)
+            figure = f"{fmt_rate(profile.share(node.samples))}".rjust(7)
+            width = LINE - 4 - len(indent) - len(figure) - 2
+            label = _labelled(node.frame.function, node.frame.where(node.hottest_line), width)
+            lines.append(f"    {indent}{label.ljust(width)}  {figure}")
+    return lines
+
+
+def _figure_ms(value: Any) -> str:
+    from ..collector.profiles import number
+
+    return fmt_ms(number(value))
+
+
+def _wrap(label: str, parts: list[str], label_width: int) -> list[str]:
+    """``label`` then ``parts`` joined by ``, ``, wrapped to ``LINE`` columns."""
+    lines: list[str] = []
+    current = ""
+    room = LINE - 4 - label_width
+    for part in parts:
+        part = clip(part, room)
+        if current and len(current) + 2 + len(part) > room:
+            lines.append(current + ",")
+            current = part
+        else:
+            current = f"{current}, {part}" if current else part
+    if current:
+        lines.append(current)
+    return [f"  {(label if n == 0 else '').ljust(label_width)}  {text}"
+            for n, text in enumerate(lines)]
+
+
+def _diagnostics(report: dict[str, Any]) -> list[str]:
+    from ..collector.profiles import (
+        import_tree,
+        largest_distributions,
+        limit_text,
+        names,
+        number,
+        slowest_imports,
+    )
+
+    diag = report.get("diagnostics")
+    if not isinstance(diag, dict):
+        return []
+    facts: list[tuple[str, str]] = []
+    init = [_figure_ms(diag.get("init_ms"))]
+    if diag.get("handler"):
+        init.append(f"handler {diag.get('handler')} imported in "
+                    f"{_figure_ms(diag.get('handler_import_ms'))}")
+    if diag.get("import_tracking"):
+        init.append(f"import tracking {diag.get('import_tracking')}")
+    facts.append(("init", " · ".join(init)))
+    runtime = [str(x) for x in (
+        " ".join(str(v) for v in (diag.get("implementation"), diag.get("python")) if v),
+        diag.get("runtime"), diag.get("architecture")) if x]
+    if runtime:
+        facts.append(("python", " · ".join(runtime)))
+    if diag.get("sandbox_id"):
+        facts.append(("sandbox", str(diag.get("sandbox_id"))))
+    tmp = diag.get("tmp")
+    if isinstance(tmp, dict):
+        used, total = number(tmp.get("used_mb")), number(tmp.get("total_mb"))
+        facts.append(("/tmp", f"{fmt_mb(used)} used of {fmt_mb(total)}"))
+    env = names(diag.get("env_names"))
+    if isinstance(diag.get("env_names"), list):
+        facts.append(("environment", f"{len(env)} variable names (values are never "
+                                     f"recorded)"))
+    width = max(len(k) for k, _ in [*facts, ("limits", "")])
+    lines = ["cold-start diagnostics"]
+    lines += [f"  {k.ljust(width)}  {clip(v, LINE - 4 - width)}" for k, v in facts]
+    limits = diag.get("limits")
+    if isinstance(limits, dict) and limits:
+        lines += _wrap("limits", [f"{k}={limit_text(v)}" for k, v in limits.items()], width)
+    if diag.get("truncated"):
+        lines.append(f"  {''.ljust(width)}  (the agent cut these diagnostics to fit its size "
+                     f"bound)")
+
+    tree = import_tree(diag, max_nodes=IMPORT_TREE_NODES)
+    if tree:
+        lines.append("  import tree (cumulative time, the module's own in brackets)")
+        for node in tree:
+            indent = "  " * min(node.depth, 16)
+            if node.module is None:
+                text = ("… the tree goes on (see --json)" if node.hidden < 0 else
+                        f"… {node.hidden} more, {fmt_ms(node.ms)} in all")
+                lines.append(f"    {indent}{text}")
+                continue
+            own = f"({fmt_ms(node.self_ms)})" if node.self_ms is not None else ""
+            figures = f"{fmt_ms(node.ms).rjust(9)}  {own.ljust(10)}  "
+            mark = "unused" if node.unused else ""
+            width_name = LINE - 4 - len(indent) - len(figures) - 6 - 2
+            lines.append(f"    {indent}{clip(node.module, width_name).ljust(width_name)}  "
+                         f"{figures}{mark}".rstrip())
+    slowest = slowest_imports(diag)
+    if slowest:
+        rows = []
+        for s in slowest[:TOP_FUNCTIONS]:
+            used = s.get("used")
+            rows.append([clip(s["module"], 36), _figure_ms(s.get("ms")),
+                         _figure_ms(s.get("self_ms")), clip_left(str(s.get("parent") or "-"), 24),
+                         "unused" if used is False else "used" if used is True else "-"])
+        lines.append("  slowest imports (unused: the first invocation did not use it)")
+        lines += table(["module", "ms", "own ms", "imported by", "first call"], rows,
+                       right={1, 2}, indent="    ")
+        more = len(slowest) - len(rows)
+        if more > 0:
+            lines.append(f"    … {more} more (see --json)")
+    unused = names(diag.get("unused_imports"))
+    if unused:
+        lines += _wrap("unused", unused[:40] + ([f"… {len(unused) - 40} more"]
+                                                if len(unused) > 40 else []), width)
+    dists = largest_distributions(diag, 10)
+    if dists:
+        rows = [[clip(str(d.get("name")), 32), clip(str(d.get("version") or "-"), 16),
+                 fmt_kb(number(d.get("size_kb"))), clip_left(str(d.get("location") or "-"), 34)]
+                for d in dists]
+        total = len(diag.get("distributions") or [])
+        lines.append(f"  largest distributions ({len(rows)} of {total})")
+        lines += table(["name", "version", "size", "location"], rows, right={2}, indent="    ")
+    return lines
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n:,} {what}" + ("" if n == 1 else "s")
+
+
+def fmt_kb(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return fmt_mb(value / 1024.0) if value >= 1024 else f"{value:.0f} KB"
+
+
 def render(found: dict[str, Any], logs: list[dict[str, Any]], width: int | None = None) -> None:
     report = found.get("invocation") or {}
     platform = found.get("platform")
@@ -334,6 +549,8 @@ def render(found: dict[str, Any], logs: list[dict[str, Any]], width: int | None 
                          f"{fmt_ms(total)})", *bars])
     elif report and inv.get("sampled") is False:
         sections.append(["spans: none (this invocation was not sampled)"])
+    sections.append(_profile(report))
+    sections.append(_diagnostics(report))
     sections.append(_logs(report, logs))
     sections.append(_related(found, report))
     for section in sections:

@@ -1,5 +1,6 @@
 """``lambdascope stats``: per function over a window, the figures of ``queries.stats`` as
-readable tables, or as they are with ``--json``."""
+readable tables (the slowest imports of the cold starts among them), or as they are with
+``--json``."""
 
 from __future__ import annotations
 
@@ -170,6 +171,8 @@ def _entry(e: dict[str, Any], top: int) -> None:
         if more > 0:
             out(f"    … {more} more (--top N)")
 
+    _slow_imports(e, top)
+
     errors = (e.get("errors") or [])[:top] if top else []
     if errors:
         out("  errors")
@@ -183,3 +186,24 @@ def _entry(e: dict[str, Any], top: int) -> None:
         more = len(e.get("errors") or []) - len(errors)
         if more > 0:
             out(f"    … {more} more groups (--top N)")
+
+
+def _slow_imports(e: dict[str, Any], top: int) -> None:
+    """The modules whose import made the cold starts slow: per module, over the sandboxes
+    diagnosed in the window (each sandbox's first report lists its slowest imports)."""
+    found = (e.get("slow_imports") or [])[:top] if top else []
+    if not found:
+        return
+    diagnosed = e.get("diagnosed_sandboxes") or 0
+    out(f"  slowest imports (of {fmt_count(diagnosed)} sandbox{'' if diagnosed == 1 else 'es'} "
+        f"diagnosed; unused: not used by the first invocation)")
+    rows = [[clip(i.get("module"), 40),
+             f"{fmt_count(i.get('sandboxes'))} ({fmt_rate(i.get('sandbox_share'))})",
+             fmt_ms(i.get("median_ms")), fmt_ms(i.get("p95_ms")), fmt_ms(i.get("max_ms")),
+             fmt_rate(i.get("unused_share"))] for i in found]
+    for line in table(["module", "sandboxes", "median", "p95", "max", "unused"], rows,
+                      right={1, 2, 3, 4, 5}, indent="    "):
+        out(line)
+    more = len(e.get("slow_imports") or []) - len(found)
+    if more > 0:
+        out(f"    … {more} more (--top N)")

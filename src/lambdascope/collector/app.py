@@ -1034,6 +1034,23 @@ _STATS_ENTRY = _obj({
         "cost_share": NULLABLE_RATE,
     })},
     "errors": {"type": "array", "items": _component("ErrorGroup")},
+    "diagnosed_sandboxes": {**COUNT, "description": "Sandboxes in the window whose first "
+                            "report carried cold-start diagnostics with import times."},
+    "slow_imports": {
+        "type": "array", "maxItems": 10,
+        "description": "The modules whose import made the cold starts slowest (cumulative "
+                       "time, the highest median first), from each sandbox's "
+                       "`diagnostics.slowest_imports`.",
+        "items": _obj({
+            "module": STR,
+            "sandboxes": {**COUNT, "description": "Sandboxes whose slowest imports listed "
+                          "it."},
+            "sandbox_share": NULLABLE_RATE,
+            "median_ms": NULLABLE_NUM, "p95_ms": NULLABLE_NUM, "max_ms": NULLABLE_NUM,
+            "unused_share": {**NULLABLE_RATE, "description": "Share of those sandboxes whose "
+                             "first invocation did not use it (null: not known)."},
+        }),
+    },
 })
 _SUMMARY = _obj({
     "request_id": STR, "function": STR, "version": NULLABLE_STR, "start_ms": NUM,

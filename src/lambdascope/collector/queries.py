@@ -40,12 +40,14 @@ __all__ = [
     "invocations",
     "logs",
     "show",
+    "slow_imports",
     "stats",
     "trace",
 ]
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 #: Windows shorter than this have their partial edge minutes read from the raw rows...
 EXACT_EDGES_MS = 2 * HOUR_MS
 #: ... unless an edge holds more rows than this: it is then rounded to the nearest minute
@@ -654,11 +656,14 @@ def stats(
     prices: Prices | None = None,
     *,
     version: str | None = None,
+    imports: bool = True,
 ) -> dict[str, Any]:
     """Per-function figures for a window (see docs/collector.md for the shape).
 
     ``cold`` True/False keeps cold starts/warm invocations only; ``by="version"`` makes one
     entry per function version, newest first; ``version`` keeps one version only.
+    ``imports=False`` leaves out each entry's slowest imports (``diagnosed_sandboxes`` 0 and
+    ``slow_imports`` empty), for a caller that does not show them.
     """
     if by not in (None, "", "function", "version"):
         raise ValueError(f"by must be 'version', not {by!r}")
@@ -673,8 +678,15 @@ def stats(
     for group in groups.values():
         if group.n == 0:
             continue
-        entries.append((group, _entry(conn, group, plan, prices, cold, by_version, version,
-                                      cache)))
+        entry = _entry(conn, group, plan, prices, cold, by_version, version, cache)
+        # The cold-start diagnostics' slowest imports: of every sandbox diagnosed in the
+        # window (the cold/warm filter does not apply: a sandbox's imports are its init's).
+        found = {"diagnosed_sandboxes": 0, "slow_imports": []}
+        if imports:
+            found = slow_imports(conn, group.function, plan.since, plan.until,
+                                 version=(group.version or "") if by_version else version)
+        entry.update(found)
+        entries.append((group, entry))
     entries.sort(key=lambda ge: ge[1]["function"])
     if by_version:
         # Newest version first: the one seen last, then the highest number.
@@ -687,6 +699,157 @@ def stats(
                                   key=lambda ge: _version_order(ge[1], ge[0].last),
                                   reverse=True))
     return {"since_ms": since, "until_ms": until, "functions": [e for _, e in entries]}
+
+
+# --------------------------------------------------------------------------------------------
+# slowest imports (cold-start diagnostics)
+
+
+#: Modules listed per stats entry.
+MAX_SLOW_IMPORTS = 10
+#: A partial hour at a window's edge is read from the ``imports`` rows, unless it holds more
+#: than this many: it is then rounded to the nearest hour (read from ``import_rollup``).
+IMPORT_EDGE_ROWS_MAX = 20_000
+#: Percentiles are worked out for this many times ``limit`` modules, those with the highest
+#: mean import time.
+IMPORT_CANDIDATES = 3
+
+
+def _import_plan(since: float, until: float
+                 ) -> tuple[list[tuple[int, int, int]], list[tuple[float, float]]]:
+    """How ``import_rollup`` answers ``[since, until)``: ``(level, first unit, end unit)``
+    ranges (whole UTC days at level 1, whole hours at level 0 around them), and the pieces
+    left, each within one hour, for the ``imports`` rows."""
+    ranges: list[tuple[int, int, int]] = []
+    segments = [(since, until)]
+    d0, d1 = math.ceil(since / DAY_MS), math.floor(until / DAY_MS)
+    if d0 < d1:
+        ranges.append((1, d0, d1))
+        segments = [(since, d0 * DAY_MS), (d1 * DAY_MS, until)]
+    pieces: list[tuple[float, float]] = []
+    for a, b in segments:
+        if b <= a:
+            continue
+        h0, h1 = math.ceil(a / HOUR_MS), math.floor(b / HOUR_MS)
+        if h0 < h1:
+            ranges.append((0, h0, h1))
+            pieces += [(x, y) for x, y in ((a, h0 * HOUR_MS), (h1 * HOUR_MS, b)) if y > x]
+            continue
+        start = a
+        while start < b:
+            end = min(b, (math.floor(start / HOUR_MS) + 1) * HOUR_MS)
+            pieces.append((start, end))
+            start = end
+    return ranges, pieces
+
+
+def slow_imports(conn: sqlite3.Connection, function: str, since_ms: float | None = None,
+                 until_ms: float | None = None, *, version: str | None = None,
+                 limit: int = MAX_SLOW_IMPORTS) -> dict[str, Any]:
+    """The slowest imports of ``function``'s cold starts in the window, from each sandbox's
+    ``diagnostics.slowest_imports``: per module, in how many sandboxes it was listed (and
+    what share of the sandboxes diagnosed with import times), its median, p95 and largest
+    cumulative import time, and the share of the sandboxes that listed it whose first
+    invocation did not use it. The highest median first; ``limit`` modules, ranked among the
+    ``IMPORT_CANDIDATES * limit`` with the highest mean.
+
+    ``{"diagnosed_sandboxes": n, "slow_imports": [{"module", "sandboxes", "sandbox_share",
+    "median_ms", "p95_ms", "max_ms", "unused_share"}]}``. ``version``: one version only
+    (``""`` for reports without one). Whole UTC days and hours come from the rollup
+    (percentiles within 1 %), the rest of the window from the rows (exact).
+    """
+    since, until = _bounds(since_ms, until_ms)
+    ver_sql = "" if version is None else " AND version = ?"
+    ver = [] if version is None else [version]
+    diagnosed = conn.execute(
+        "SELECT COUNT(*) FROM diagnostics WHERE function = ? AND start_ms >= ?"
+        f" AND start_ms < ? AND imports > 0{ver_sql}", (function, since, until, *ver)
+    ).fetchone()[0]
+    if not diagnosed:
+        return {"diagnosed_sandboxes": 0, "slow_imports": []}
+    ranges, pieces = _import_plan(since, until)
+    # module -> [n, unused, used_known, max_ms, sum_ms, times of the raw rows]
+    found: dict[str, list[Any]] = {}
+
+    def entry(module: str) -> list[Any]:
+        acc = found.get(module)
+        if acc is None:
+            acc = found[module] = [0, 0, 0, None, 0.0, []]
+        return acc
+
+    for a, b in pieces:
+        n = conn.execute(
+            "SELECT COUNT(*) FROM imports WHERE function = ? AND start_ms >= ? AND start_ms < ?"
+            f"{ver_sql}", (function, a, b, *ver)
+        ).fetchone()[0]
+        if n > IMPORT_EDGE_ROWS_MAX:
+            if b - a >= HOUR_MS / 2:
+                hour = math.floor(a / HOUR_MS)
+                ranges.append((0, hour, hour + 1))
+            continue
+        for module, ms, used in conn.execute(
+            "SELECT module, ms, used FROM imports WHERE function = ? AND start_ms >= ?"
+            f" AND start_ms < ?{ver_sql}", (function, a, b, *ver)
+        ):
+            acc = entry(module)
+            acc[0] += 1
+            if used is not None:
+                acc[2] += 1
+                if not used:
+                    acc[1] += 1
+            if acc[3] is None or ms > acc[3]:
+                acc[3] = ms
+            acc[4] += ms
+            acc[5].append(ms)
+    # Days and hours: counts, maxima and sums added up by SQLite, per module.
+    for level, r0, r1 in ranges:
+        for module, n, unused, known, top, total in conn.execute(
+            "SELECT module, SUM(n), SUM(unused), SUM(used_known), MAX(max_ms), SUM(sum_ms)"
+            " FROM import_rollup WHERE function = ? AND level = ? AND unit >= ? AND unit < ?"
+            f"{ver_sql} GROUP BY module", (function, level, r0, r1, *ver)
+        ):
+            acc = entry(module)
+            acc[0] += n
+            acc[1] += unused
+            acc[2] += known
+            if top is not None and (acc[3] is None or top > acc[3]):
+                acc[3] = top
+            acc[4] += total
+    # Percentiles for the modules with the highest mean only (the sketches of every module
+    # of every hour would be most of the query's time): the median's top ``limit`` are
+    # among them unless a module's times are skewed like no import's are.
+    ranked = sorted((m for m, acc in found.items() if acc[0] > 0),
+                    key=lambda m: (-found[m][4] / found[m][0], m))
+    candidates = ranked[:max(limit * IMPORT_CANDIDATES, limit)]
+    blobs: dict[str, list[bytes]] = {m: [] for m in candidates}
+    if ranges and candidates:
+        marks = ", ".join("?" * len(candidates))
+        for level, r0, r1 in ranges:
+            for module, blob in conn.execute(
+                "SELECT module, duration FROM import_rollup WHERE function = ? AND level = ?"
+                f" AND unit >= ? AND unit < ?{ver_sql} AND module IN ({marks})",
+                (function, level, r0, r1, *ver, *candidates)
+            ):
+                blobs[module].append(blob)
+    out = []
+    for module in candidates:
+        n, unused, known, top, _total, times = found[module]
+        if blobs[module]:
+            p50, p95 = Sketch.merged(blobs[module]).merge(Sketch(times)).quantiles((0.5, 0.95))
+        else:  # only rows: exact (the value of rank floor(q * (n - 1)))
+            times.sort()
+            p50, p95 = (times[int(q * (len(times) - 1))] for q in (0.5, 0.95))
+        out.append({
+            "module": module,
+            "sandboxes": n,
+            "sandbox_share": min(1.0, n / diagnosed),
+            "median_ms": _round(p50),
+            "p95_ms": _round(p95),
+            "max_ms": _round(top),
+            "unused_share": _rate(unused, known),
+        })
+    out.sort(key=lambda e: (-(e["median_ms"] or 0.0), -e["sandboxes"], e["module"]))
+    return {"diagnosed_sandboxes": diagnosed, "slow_imports": out[:limit]}
 
 
 # --------------------------------------------------------------------------------------------

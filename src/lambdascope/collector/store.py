@@ -245,7 +245,244 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
     rollups.write()
 
 
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_SCHEMA_V1, _migrate_v2]
+# --------------------------------------------------------------------------------------------
+# Version 3: cold-start diagnostics (docs/collector.md, "Profiles and cold-start diagnostics")
+#
+# ``diagnostics``: one row per report that carries ``diagnostics`` (the first report of a
+# sandbox), so the newest one of a function and the number of sandboxes diagnosed in a window
+# are read from an index. ``imports``: one row per entry of its ``diagnostics.slowest_imports``
+# (cold starts only: a few rows per sandbox). ``import_rollup``: per function, hour (level 0)
+# or UTC day (level 1), version and module, what ``stats`` reads for whole days and hours (a
+# sketch of the import times, exact counts and sums), so its slowest imports over weeks read
+# hundreds of rows, not every cold start's. Rows go with their invocation: a replaced or pruned
+# report takes its rows, and their rollup contributions, with it.
+
+_SCHEMA_V3_SQL = """
+CREATE TABLE diagnostics (
+  request_id TEXT PRIMARY KEY, function TEXT NOT NULL, version TEXT NOT NULL,
+  start_ms REAL NOT NULL, imports INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX diagnostics_function_start ON diagnostics(function, start_ms, version, imports);
+
+CREATE TABLE imports (
+  request_id TEXT NOT NULL, module TEXT NOT NULL, function TEXT NOT NULL,
+  version TEXT NOT NULL, start_ms REAL NOT NULL, ms REAL NOT NULL, self_ms REAL,
+  parent TEXT, used INTEGER,
+  PRIMARY KEY (request_id, module)
+) WITHOUT ROWID;
+CREATE INDEX imports_function_start ON imports(function, start_ms);
+
+CREATE TABLE import_rollup (
+  function TEXT NOT NULL, level INTEGER NOT NULL, unit INTEGER NOT NULL,
+  version TEXT NOT NULL, module TEXT NOT NULL,
+  n INTEGER NOT NULL, unused INTEGER NOT NULL, used_known INTEGER NOT NULL, max_ms REAL,
+  sum_ms REAL NOT NULL, duration BLOB NOT NULL,
+  PRIMARY KEY (function, level, unit, version, module)
+) WITHOUT ROWID;
+"""
+
+#: Entries of ``diagnostics.slowest_imports`` kept per report, and the longest module name.
+MAX_IMPORTS_PER_REPORT = 50
+MAX_MODULE_CHARS = 200
+
+#: A ``diagnostics`` row: (request_id, function, version, start_ms, number of import rows).
+DiagnosticsRow = tuple[str, str, str, float, int]
+#: An ``imports`` row, in the table's column order.
+ImportRow = tuple[str, str, str, str, float, float, float | None, str | None, int | None]
+_IMPORT_COLUMNS = "request_id, module, function, version, start_ms, ms, self_ms, parent, used"
+
+
+def diagnostics_rows(diagnostics: Any, request_id: str, function: str, version: str | None,
+                     start_ms: float) -> tuple[DiagnosticsRow | None, list[ImportRow]]:
+    """The ``diagnostics`` row and the ``imports`` rows of one report (``None`` and ``[]``
+    when it has no diagnostics). An entry without a module name or a time is skipped; a
+    module listed twice is kept once (the first); at most ``MAX_IMPORTS_PER_REPORT``."""
+    if type(diagnostics) is not dict:
+        if not isinstance(diagnostics, Mapping):
+            return None, []
+        diagnostics = dict(diagnostics)
+    version = version or ""
+    rows: list[ImportRow] = []
+    slowest = diagnostics.get("slowest_imports")
+    if type(slowest) is list:
+        seen: set[str] = set()
+        for entry in slowest:
+            if len(rows) >= MAX_IMPORTS_PER_REPORT:
+                break
+            if not isinstance(entry, Mapping):
+                continue
+            module = entry.get("module")
+            if type(module) is not str or not module:
+                continue
+            module = module[:MAX_MODULE_CHARS]
+            ms = _ms(entry.get("ms"))
+            if ms is None or module in seen:
+                continue
+            seen.add(module)
+            used = entry.get("used")
+            parent = entry.get("parent")
+            rows.append((
+                request_id, module, function, version, start_ms, ms, _ms(entry.get("self_ms")),
+                parent[:MAX_MODULE_CHARS] if type(parent) is str and parent else None,
+                1 if used is True else 0 if used is False else None,
+            ))
+    return (request_id, function, version, start_ms, len(rows)), rows
+
+
+#: The import rollup's levels: (level, unit size in ms).
+IMPORT_LEVELS = ((0, HOUR_MS), (1, 24 * HOUR_MS))
+
+
+class _ImportRollups:
+    """The ``import_rollup`` rows one transaction touches: loaded once (or, ``fresh``, built
+    from nothing), written back by :meth:`write` after the ``imports`` rows."""
+
+    def __init__(self, conn: sqlite3.Connection, *, fresh: bool = False) -> None:
+        self.conn = conn
+        self.fresh = fresh
+        # key (function, level, unit, version, module) -> [n, unused, used_known, max_ms,
+        # sketch, max_dirty] (the sum is the sketch's)
+        self.rows: dict[tuple[str, int, int, str, str], list[Any]] = {}
+
+    def _row(self, key: tuple[str, int, int, str, str]) -> list[Any]:
+        found = self.rows.get(key)
+        if found is None:
+            stored = None if self.fresh else self.conn.execute(
+                "SELECT n, unused, used_known, max_ms, duration FROM import_rollup"
+                " WHERE function = ? AND level = ? AND unit = ? AND version = ? AND module = ?",
+                key,
+            ).fetchone()
+            if stored is None:
+                found = [0, 0, 0, None, Sketch(), False]
+            else:
+                found = [*stored[:4], Sketch.from_bytes(stored[4]), False]
+            self.rows[key] = found
+        return found
+
+    def apply(self, row: ImportRow, sign: int) -> None:
+        """Add (``sign`` 1) or take out (-1) one ``imports`` row, at every level."""
+        _, module, function, version, start, ms, _self, _parent, used = row
+        for level, size in IMPORT_LEVELS:
+            acc = self._row((function, level, int(start // size), version, module))
+            acc[0] += sign
+            if used == 0:
+                acc[1] += sign
+            if used is not None:
+                acc[2] += sign
+            if sign > 0:
+                acc[4].add(ms)
+                if acc[3] is None or ms > acc[3]:
+                    acc[3] = ms
+            else:
+                acc[4].discard(ms)
+                acc[5] = True
+
+    def write(self) -> None:
+        """Write every touched row (deleting the empty ones), hours before days; a maximum
+        something was taken out of is read again from what the row covers (an hour's
+        ``imports`` rows, a day's hours)."""
+        conn = self.conn
+        for level, size in IMPORT_LEVELS:
+            upserts = []
+            deletes = []
+            for key, (n, unused, known, top, sketch, dirty) in self.rows.items():
+                if key[1] != level:
+                    continue
+                if n <= 0:
+                    deletes.append(key)
+                    continue
+                if dirty:
+                    function, _, unit, version, module = key
+                    if level == 0:
+                        top = conn.execute(
+                            "SELECT MAX(ms) FROM imports WHERE function = ? AND start_ms >= ?"
+                            " AND start_ms < ? AND version = ? AND module = ?",
+                            (function, unit * size, (unit + 1) * size, version, module),
+                        ).fetchone()[0]
+                    else:
+                        per = size // HOUR_MS
+                        top = conn.execute(
+                            "SELECT MAX(max_ms) FROM import_rollup WHERE function = ?"
+                            " AND level = 0 AND unit >= ? AND unit < ? AND version = ?"
+                            " AND module = ?",
+                            (function, unit * per, (unit + 1) * per, version, module),
+                        ).fetchone()[0]
+                upserts.append((*key, n, unused, known, top, sketch.sum, sketch.to_bytes()))
+            if deletes:
+                conn.executemany(
+                    "DELETE FROM import_rollup WHERE function = ? AND level = ? AND unit = ?"
+                    " AND version = ? AND module = ?", deletes)
+            if upserts:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO import_rollup (function, level, unit, version,"
+                    " module, n, unused, used_known, max_ms, sum_ms, duration)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", upserts)
+        self.rows.clear()
+
+
+def _insert_diagnostics(conn: sqlite3.Connection, diagnostics: Sequence[DiagnosticsRow],
+                        imports: Sequence[ImportRow], rollups: _ImportRollups) -> None:
+    if diagnostics:
+        conn.executemany(
+            "INSERT OR REPLACE INTO diagnostics (request_id, function, version, start_ms,"
+            " imports) VALUES (?, ?, ?, ?, ?)", diagnostics)
+    if imports:
+        conn.executemany(
+            f"INSERT INTO imports ({_IMPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            imports)
+        for row in imports:
+            rollups.apply(row, 1)
+
+
+def _remove_diagnostics(conn: sqlite3.Connection, keys: Sequence[tuple[str]],
+                        rollups: _ImportRollups) -> None:
+    """Take the diagnostics and import rows of these request ids out, and their rollup
+    contributions (``rollups``, written by the caller): the reports they came from are being
+    replaced, or pruned."""
+    for key in keys:
+        for row in conn.execute(f"SELECT {_IMPORT_COLUMNS} FROM imports WHERE request_id = ?",
+                                key).fetchall():
+            rollups.apply(row, -1)
+    conn.executemany("DELETE FROM imports WHERE request_id = ?", keys)
+    conn.executemany("DELETE FROM diagnostics WHERE request_id = ?", keys)
+
+
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    """The diagnostics, imports and import-rollup tables, filled from the reports already
+    stored (only a sandbox's first invocation can carry diagnostics: those with an init
+    duration, and cold starts)."""
+    for statement in _split_sql(_SCHEMA_V3_SQL):
+        conn.execute(statement)
+    rollups = _ImportRollups(conn, fresh=True)
+    rows = conn.execute(
+        "SELECT request_id, function, version, start_ms, report FROM invocations"
+        " WHERE source = 'agent' AND (init_ms IS NOT NULL OR cold_start = 1)"
+        " AND report IS NOT NULL"
+    )
+    while True:
+        chunk = rows.fetchmany(500)
+        if not chunk:
+            break
+        found: list[DiagnosticsRow] = []
+        imports: list[ImportRow] = []
+        for request_id, function, version, start, blob in chunk:
+            try:
+                report = json.loads(zlib.decompress(blob))
+            except (zlib.error, ValueError):
+                continue  # an unreadable report has nothing to give
+            if type(report) is not dict:
+                continue
+            diag, rows_of = diagnostics_rows(report.get("diagnostics"), request_id, function,
+                                             version, start)
+            if diag is not None:
+                found.append(diag)
+                imports.extend(rows_of)
+        _insert_diagnostics(conn, found, imports, rollups)
+    rollups.write()
+
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+    _SCHEMA_V1, _migrate_v2, _migrate_v3]
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -433,15 +670,19 @@ def _compress(data: bytes) -> bytes:
 class _Prepared:
     """One agent report, turned into rows in the caller's thread."""
 
-    __slots__ = ("error", "logs", "request_id", "row", "spans")
+    __slots__ = ("diagnostics", "error", "imports", "logs", "request_id", "row", "spans")
 
     def __init__(self, row: list[Any], spans: list[tuple[Any, ...]],
-                 logs: list[tuple[Any, ...]], error: tuple[str, str, str | None] | None) -> None:
+                 logs: list[tuple[Any, ...]], error: tuple[str, str, str | None] | None,
+                 diagnostics: DiagnosticsRow | None = None,
+                 imports: list[ImportRow] | None = None) -> None:
         self.row = row
         self.request_id: str = row[I_REQUEST_ID]
         self.spans = spans
         self.logs = logs
         self.error = error  # (type, message shape, top frame) when the row has a fingerprint
+        self.diagnostics = diagnostics  # a sandbox's first report: its diagnostics row
+        self.imports = imports or []    # and its slowest imports
 
 
 class _PreparedPlatform:
@@ -544,7 +785,11 @@ def prepare_report(report: Mapping[str, Any], raw: bytes | str | None = None) ->
                 request_id, function, start if ts is None else ts, _str(line.get("level")),
                 _str(line.get("logger")), str(line.get("message") or ""), seq,
             ))
-    return _Prepared(row, spans, logs, error_info)
+    diagnostics = get("diagnostics")
+    if diagnostics is None:
+        return _Prepared(row, spans, logs, error_info)
+    diag, imports = diagnostics_rows(diagnostics, request_id, function, row[I_VERSION], start)
+    return _Prepared(row, spans, logs, error_info, diag, imports)
 
 
 def _version_from_stream(stream: str | None) -> str | None:
@@ -1597,15 +1842,20 @@ class Store:
                 swapped.append((rid,))
             if old[I_FINGERPRINT]:
                 dirty_fingerprints.add(old[I_FINGERPRINT])
+        import_rollups: _ImportRollups | None = None
         if swapped:
             conn.executemany("DELETE FROM spans WHERE request_id = ?", swapped)
             conn.executemany(
                 f"DELETE FROM logs WHERE request_id = ? AND seq < {INGESTED_SEQ}", swapped)
+            import_rollups = _ImportRollups(conn)
+            _remove_diagnostics(conn, swapped, import_rollups)
         # The new rows.
         inserts = []
         updates = []
         span_rows = []
         log_rows = []
+        diagnostics_rows_: list[DiagnosticsRow] = []
+        import_rows: list[ImportRow] = []
         new_groups: dict[str, list[Any]] = {}
         for rid in changed:
             row = state[rid]
@@ -1625,6 +1875,9 @@ class Store:
                         rollups.apply_spans(row, deps, 1)
                 if item.logs:
                     log_rows.extend(item.logs)
+                if item.diagnostics is not None:
+                    diagnostics_rows_.append(item.diagnostics)
+                    import_rows.extend(item.imports)
             fp = row[I_FINGERPRINT]
             if fp:
                 kind, shape, frame = infos[rid]
@@ -1667,6 +1920,11 @@ class Store:
             else:
                 self._orphan_logs = False
         rollups.write()
+        if diagnostics_rows_ or import_rollups is not None:
+            if import_rollups is None:
+                import_rollups = _ImportRollups(conn)
+            _insert_diagnostics(conn, diagnostics_rows_, import_rows, import_rollups)
+            import_rollups.write()
         # Error groups: counted up for new rows, recounted where a row was replaced.
         upserts = [(fp, *g) for fp, g in new_groups.items() if fp not in dirty_fingerprints]
         if upserts:
@@ -1766,6 +2024,9 @@ class Store:
                 keys = [(rid,) for rid, _ in ids]
                 conn.executemany("DELETE FROM spans WHERE request_id = ?", keys)
                 conn.executemany("DELETE FROM logs WHERE request_id = ?", keys)
+                import_rollups = _ImportRollups(conn)
+                _remove_diagnostics(conn, keys, import_rollups)
+                import_rollups.write()
                 conn.executemany("DELETE FROM invocations WHERE request_id = ?", keys)
                 for fp in {fp for _, fp in ids if fp}:
                     self._recount_group(fp, None)

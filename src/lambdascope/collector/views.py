@@ -1,6 +1,6 @@
 """The dashboard's questions that :mod:`~lambdascope.collector.queries` does not answer: time
-series, sparklines, per-sandbox memory, the service map, and a faster path for the newest log
-lines across functions.
+series, sparklines, per-sandbox memory, the service map, a faster path for the newest log
+lines across functions, and a function's newest cold-start diagnostics.
 
 Like the queries, every function takes a read connection, never writes, and returns plain
 JSON-ready dicts (durations ``_ms``, rates 0..1 ``_rate``, memory ``_mb``).
@@ -30,6 +30,7 @@ from .sketch import Sketch
 __all__ = [
     "bucket_width_ms",
     "function_names",
+    "latest_diagnostics",
     "logs",
     "parse_dependency",
     "sandbox_memory",
@@ -643,4 +644,33 @@ def _producer(conn: sqlite3.Connection, trace_id: str, span_id: str, request_id:
         trace = _report_of(blob[0] if blob else None).get("trace")
         if isinstance(trace, dict) and trace.get("span_id") == span_id:
             return {"id": f"fn:{other_fn}", "kind": "function", "label": other_fn}
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Cold-start diagnostics
+
+
+def latest_diagnostics(conn: sqlite3.Connection, function: str, *, version: str | None = None,
+                       until_ms: float | None = None) -> dict[str, Any] | None:
+    """The newest cold-start diagnostics of ``function`` (of one version; started before
+    ``until_ms``): ``{"request_id", "start_ms", "version", "diagnostics"}``, or ``None`` when
+    no sandbox of it reported any. Read through the ``diagnostics`` index, then the one
+    report."""
+    sql = "SELECT request_id, start_ms, version FROM diagnostics WHERE function = ?"
+    params: list[Any] = [function]
+    if version is not None:
+        sql += " AND version = ?"
+        params.append(version)
+    if until_ms is not None:
+        sql += " AND start_ms < ?"
+        params.append(until_ms)
+    for request_id, start_ms, ver in conn.execute(
+            sql + " ORDER BY start_ms DESC LIMIT 3", params).fetchall():
+        row = conn.execute("SELECT report FROM invocations WHERE request_id = ?",
+                           (request_id,)).fetchone()
+        diagnostics = _report_of(row[0] if row else None).get("diagnostics")
+        if isinstance(diagnostics, dict):
+            return {"request_id": request_id, "start_ms": start_ms, "version": ver or None,
+                    "diagnostics": diagnostics}
     return None

@@ -1,5 +1,5 @@
 """Charts as inline SVG, drawn here: time charts (lines and bars over a time axis), sparklines,
-meters and the bars of a waterfall.
+meters, the bars of a waterfall, and a profile's flame graph.
 
 Colours and strokes come from classes in ``dashboard.css`` (the page's CSP allows no inline
 styles); geometry is in SVG attributes. Every text goes through :mod:`.markup`, so it is
@@ -9,14 +9,19 @@ invocations behind them.
 
 from __future__ import annotations
 
+import heapq
+import html
 import math
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..profiles import Node, Profile
 from .markup import Html, el
 
-__all__ = ["Overlay", "Series", "bar_track", "meter", "sparkline", "time_chart"]
+__all__ = ["Overlay", "Series", "bar_track", "flame_graph", "meter", "share_bar", "sparkline",
+           "time_chart"]
 
 WIDTH = 720
 HEIGHT = 200
@@ -237,3 +242,99 @@ def bar_track(x0: float, x1: float, start: float, end: float, *, error: bool,
                         height=12, class_=classes),
               class_="track", viewBox="0 0 1000 12", preserveAspectRatio="none",
               aria_hidden="true")
+
+
+# -- flame graph and import bars ------------------------------------------------------------------
+
+FLAME_WIDTH = 1200
+FLAME_ROW = 18
+#: Rects drawn at most (the hottest; a frame is drawn only under its drawn parent), and the
+#: narrowest drawn, in viewBox units (of FLAME_WIDTH).
+FLAME_MAX_RECTS = 1500
+FLAME_MIN_WIDTH = 0.4
+#: Width of a label character (11 px monospace) in viewBox units.
+_CHAR_W = 6.7
+_KIND_CLASS = {"user": "user", "library": "lib", "stdlib": "std", "other": "other"}
+
+
+def _shade(key: str) -> int:
+    """One of four shades per kind, stable for a function (neighbours differ)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % 4
+
+
+def flame_graph(profile: Profile, *, max_rects: int = FLAME_MAX_RECTS,
+                width: int = FLAME_WIDTH) -> tuple[Html, int, int]:
+    """The profile's merged stacks as a flame graph: one ``rect.frame`` per function on a
+    path from the root, its width the share of the samples that went through it, the root at
+    the bottom, callees above their caller (the hottest to the left), coloured by where the
+    code lives (``user``, ``lib``, ``std``, ``other``), each with a ``<title>`` naming the
+    frame, its samples, their share and their time, and its name written on it when it fits.
+    At most ``max_rects`` (the hottest: a frame is drawn only over its drawn caller), none
+    narrower than ``FLAME_MIN_WIDTH``. Returns ``(svg, frames drawn, frames left out)``.
+
+    The rects are written straight into the markup (a few thousand elements: :func:`el`
+    would be the page's slowest part); every text in them goes through ``escape``."""
+    total = profile.samples or 1
+    scale = width / total
+    # Breadth first, hottest first: a parent is always taken before its children.
+    chosen: list[tuple[Node, int, float]] = []
+    left_out = 0
+    frontier: list[tuple[int, int, int, Node, float]] = []
+    order = 0
+    x = 0.0
+    for child in profile.tree.sorted_children():
+        frontier.append((-child.samples, 0, order, child, x))
+        order += 1
+        x += child.samples * scale
+    heapq.heapify(frontier)
+    while frontier:
+        _, depth, _, node, x0 = heapq.heappop(frontier)
+        if node.samples * scale < FLAME_MIN_WIDTH or len(chosen) >= max_rects:
+            left_out += 1
+            continue
+        chosen.append((node, depth, x0))
+        cx = x0
+        for child in node.sorted_children():
+            heapq.heappush(frontier, (-child.samples, depth + 1, order, child, cx))
+            order += 1
+            cx += child.samples * scale
+    depth_max = max((d for _, d, _ in chosen), default=0)
+    height = (depth_max + 1) * FLAME_ROW + 4
+    interval = profile.interval_ms
+    escape = html.escape
+    parts: list[str] = []
+    for node, depth, x0 in chosen:
+        frame = node.frame
+        if frame is None:  # pragma: no cover - the root is never queued
+            continue
+        w = node.samples * scale
+        y = height - (depth + 1) * FLAME_ROW
+        samples = node.samples
+        title = frame.function + (f" ({frame.file})" if frame.file else "")
+        figures = (f"{samples:,} samples ({samples / total:.1%}), "
+                   f"{samples * interval:,.0f} ms")
+        if node.self_samples:
+            figures += f"; {node.self_samples:,} in the function itself"
+        kind = _KIND_CLASS.get(frame.kind, "other")
+        parts.append(
+            f'<rect class="frame {kind} k{_shade(frame.key)}" x="{x0:.1f}" y="{y}" '
+            f'width="{max(w - 0.5, 0.1):.1f}" height="{FLAME_ROW - 1}"><title>'
+            f"{escape(title, quote=False)}\n{figures}</title></rect>")
+        chars = int((w - 6) / _CHAR_W)
+        if chars >= 3:
+            text = frame.function if len(frame.function) <= chars else (
+                frame.function[:chars - 1] + "…")
+            parts.append(f'<text x="{x0 + 3:.1f}" y="{y + 12}">'
+                         f"{escape(text, quote=False)}</text>")
+    svg = el("svg", Html("".join(parts)), class_="flame", data_chart="flame",
+             viewBox=f"0 0 {width} {height}", role="img",
+             aria_label=f"flame graph: {profile.samples:,} samples, {len(chosen)} frames")
+    return svg, len(chosen), left_out
+
+
+def share_bar(share: float, title: str) -> Html:
+    """A small bar: a share (0..1) of a whole (an import's time against the handler's)."""
+    width = max(0.5, min(1.0, share) * 100.0)
+    return el("svg", el("title", title), el("rect", x=0, y=0, width=_f(width), height=6),
+              class_="ibar", viewBox="0 0 100 6", preserveAspectRatio="none", role="img",
+              aria_label=title)

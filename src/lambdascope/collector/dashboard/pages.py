@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import queries, views
+from .. import profiles, queries, views
 from ..store import dependency_of
 from . import charts, graph
 from .charts import Overlay, Series
@@ -205,7 +205,8 @@ def _empty_window(q: Query, what: str) -> Html:
 
 def overview(conn: sqlite3.Connection, q: Query, ctx: dict[str, Any]) -> Rendered:
     since, until = _window(q)
-    result = queries.stats(conn, since_ms=since, until_ms=until, prices=ctx.get("prices"))
+    result = queries.stats(conn, since_ms=since, until_ms=until, prices=ctx.get("prices"),
+                           imports=False)
     entries = result["functions"]
     window = q.window()
     form = filter_form(q, "/", _time_fields(q, DEFAULT_WINDOW))
@@ -301,14 +302,14 @@ def function_page(conn: sqlite3.Connection, q: Query, ctx: dict[str, Any]) -> Re
     # The versions side by side (every version of the window); the page's figures are one of
     # them when a version is chosen or there is only one, else the function's whole.
     versions = queries.stats(conn, function=name, since_ms=since, until_ms=until,
-                             by="version", prices=prices)["functions"]
+                             by="version", prices=prices, imports=False)["functions"]
     if version is not None:
         stats = [v for v in versions if (v["version"] or "") == version]
     elif len(versions) == 1:
         stats = [{**versions[0], "version": None}]
     else:
         stats = queries.stats(conn, function=name, since_ms=since, until_ms=until,
-                              prices=prices)["functions"]
+                              prices=prices, imports=False)["functions"]
     heading = join(name, el("span", f"version {version}", class_="badge version")
                    if version else None)
     if not stats:
@@ -348,6 +349,7 @@ def function_page(conn: sqlite3.Connection, q: Query, ctx: dict[str, Any]) -> Re
                 _errors_section(e, inv_base),
                 _versions_section(versions, name, window),
                 _dependencies_section(e, name, window),
+                _cold_start_section(conn, name, version, since, until),
                 _cost_section(e))
     return Rendered(name, body, heading=heading, subtitle=sub)
 
@@ -826,6 +828,16 @@ def invocation_page(conn: sqlite3.Connection, q: Query, ctx: dict[str, Any]) -> 
                                el("p", f"{len(found['related']) + 1} invocations share trace "
                                        f"{trace.get('trace_id')}", class_="muted"),
                                _trace(this, found["related"])))
+    profile = None
+    if report.get("profile") is not None:
+        profile = _profile_section(report, _libraries(conn, report))
+    if profile is not None:
+        sections.append(profile)
+    diagnostics = report.get("diagnostics")
+    if isinstance(diagnostics, dict):
+        sections.append(_diagnostics_section(
+            diagnostics, "Cold-start diagnostics",
+            "This sandbox's first report: where its init time went, and what it runs on."))
     sections.append(_logs_of(found["logs"], inv.get("start_ms")))
     sections.append(_metrics_of(report.get("metrics") or []))
     sections.append(_resources_of(res, found.get("platform")))
@@ -899,6 +911,275 @@ def _resources_of(res: Mapping[str, Any], platform: Mapping[str, Any] | None) ->
             f"{fmt_mb(platform.get('max_memory_mb'))}, init {fmt_ms(platform.get('init_ms'))}")))
     return el("section", el("h2", "Memory and CPU", class_="section"),
               el("dl", [join(el("dt", k), el("dd", v)) for k, v in items], class_="facts"))
+
+
+# --------------------------------------------------------------------------------------------
+# Profiles and cold-start diagnostics
+
+#: Rows of the top-functions table; modules of an import tree; rows of the smaller tables.
+PROFILE_TOP = 30
+IMPORT_TREE_NODES = 200
+DIAGNOSTICS_ROWS = 15
+
+
+def _count_of(n: int, one: str, many: str | None = None) -> str:
+    return f"{fmt_count(n)} {one if n == 1 else many or one + 's'}"
+
+
+def _code_kind(kind: str, package: str | None) -> str:
+    if kind == "library":
+        return f"library {package}" if package else "library"
+    if kind == "stdlib":
+        return f"stdlib {package}" if package else "stdlib"
+    return profiles.KIND_NAMES.get(kind, kind)
+
+
+def _libraries(conn: sqlite3.Connection, report: Mapping[str, Any]) -> frozenset[str]:
+    """What the function's code imports as libraries (its distributions), to tell library
+    frames from the user's: from this report's diagnostics, else its function's newest (of
+    its version, else of any)."""
+    diag = report.get("diagnostics")
+    if not isinstance(diag, dict):
+        fn = report.get("function") or {}
+        name = fn.get("name")
+        if not isinstance(name, str) or not name:
+            return frozenset()
+        latest = (views.latest_diagnostics(conn, name, version=str(fn.get("version") or ""))
+                  or views.latest_diagnostics(conn, name))
+        diag = latest["diagnostics"] if latest else None
+    return profiles.library_names(diag)
+
+
+def _profile_section(report: Mapping[str, Any],
+                     libraries: frozenset[str] = frozenset()) -> Html | None:
+    profile = profiles.read_profile(report.get("profile"), libraries)
+    if profile is None:
+        return None
+    heading = el("h2", "Profile", class_="section")
+    notes = [f"{fmt_count(profile.samples)} samples every {fmt_ms(profile.interval_ms)} "
+             f"({fmt_ms(profile.ms(profile.samples))} sampled"
+             + (f" of {fmt_ms(profile.duration_ms)}" if profile.duration_ms is not None else "")
+             + ")"]
+    if profile.mode:
+        notes.append(f"profiled by {profile.mode}")
+    if profile.dropped_samples:
+        notes.append(f"{fmt_count(profile.dropped_samples)} samples dropped")
+    if profile.truncated_stacks:
+        notes.append(_count_of(profile.truncated_stacks, "stack") + " cut short")
+    if profile.stacks_skipped:
+        notes.append(_count_of(profile.stacks_skipped, "unreadable stack") + " left out")
+    summary = el("p", " · ".join(notes), class_="muted")
+    if not profile.stacks:
+        return el("section", heading, summary, el(
+            "p", "No stacks were sampled (the invocation was shorter than the interval).",
+            class_="empty"), class_="profile")
+    svg, drawn, left_out = charts.flame_graph(profile)
+    legend = el("p", [
+        el("span", join(el("span", "", class_=f"swatch fl-{css}"), label), class_="key")
+        for css, label in (("user", "your code"), ("lib", "libraries"),
+                           ("std", "standard library"), ("other", "other"))
+    ], " Callers at the bottom, what they called above them; the width is the share of the "
+       "samples. Hover a frame for its figures.",
+        f" ({fmt_count(left_out)} frames too narrow to draw left out.)" if left_out else None,
+        class_="flame-legend muted")
+    rows = []
+    for f in profiles.top_functions(profile, PROFILE_TOP):
+        rows.append(el("tr", [
+            td(el("code", f["function"]), f["function"]),
+            td(f["where"] or DASH, f["where"], "mono"),
+            td(_code_kind(f["kind"], f["package"]), f["kind"]),
+            td(fmt_count(f["self_samples"]), f["self_samples"]),
+            td(fmt_rate(f["self_share"]), f["self_share"]),
+            td(fmt_ms(f["self_ms"]), f["self_ms"]),
+            td(fmt_count(f["total_samples"]), f["total_samples"]),
+            td(fmt_rate(f["total_share"]), f["total_share"]),
+            td(fmt_ms(f["total_ms"]), f["total_ms"]),
+        ], class_=f"code-{f['kind']}"))
+    head = [th("Function", "text"), th("Where", "text"), th("Code", "text"),
+            th("Self", title="samples that ended in the function"), th("Self %"),
+            th("Self time"), th("Total", title="samples the function was on"), th("Total %"),
+            th("Total time")]
+    table = data_table("profile", head, [rows], "No frames.")
+    return el("section", heading, summary,
+              el("div", svg, class_="flame-wrap", data_frames=drawn), legend,
+              el("h3", "Top functions", class_="sub"), table, class_="profile")
+
+
+def _import_tree(diag: Mapping[str, Any]) -> Html:
+    """The import tree as nested lists: each module with its cumulative time (a bar against
+    the root's), its own time, and an ``unused`` mark."""
+    nodes = profiles.import_tree(diag, max_nodes=IMPORT_TREE_NODES)
+    if not nodes:
+        tracking = diag.get("import_tracking")
+        why = (" (import tracking was off)" if tracking == "off" else "")
+        return el("div", el("p", f"No import tree in these diagnostics{why}.",
+                            class_="empty"), class_="imports")
+    root_ms = nodes[0].ms or 0.0
+    out: list[str] = []
+    depth = -1
+    for node in nodes:
+        target = node.depth
+        if target > depth:
+            out.extend("<ul>" for _ in range(target - depth))
+        else:
+            out.append("</li>")
+            out.extend("</ul></li>" for _ in range(depth - target))
+        depth = target
+        if node.module is None:
+            text = ("… the tree goes on (more modules than are shown)" if node.hidden < 0
+                    else f"… {node.hidden} more, {fmt_ms(node.ms)} in all")
+            out.append(el("li", text, class_="more").removesuffix("</li>"))
+            continue
+        share = (node.ms or 0.0) / root_ms if root_ms else 0.0
+        out.append(el(
+            "li",
+            el("span", node.module, class_="mod"),
+            el("span", fmt_ms(node.ms), class_="ms"),
+            charts.share_bar(share, f"{node.module}: {fmt_ms(node.ms)}, "
+                                    f"{fmt_rate(share)} of the handler's import"),
+            el("span", f"own {fmt_ms(node.self_ms)}", class_="own")
+            if node.self_ms is not None else None,
+            el("span", "unused", class_="badge unused",
+               title="the first invocation did not use it") if node.unused else None,
+            class_="unused" if node.unused else None,
+            data_module=node.module,
+        ).removesuffix("</li>"))
+    out.append("</li>")
+    out.extend("</ul></li>" for _ in range(depth))
+    out.append("</ul>")
+    return el("div", Html("".join(out)), class_="imports")
+
+
+def _diagnostics_facts(diag: Mapping[str, Any]) -> Html:
+    num = profiles.number
+    items: list[tuple[str, Html | str]] = [
+        ("Init", fmt_ms(num(diag.get("init_ms")))),
+        ("Handler", join(el("code", str(diag.get("handler") or DASH)), " imported in ",
+                         fmt_ms(num(diag.get("handler_import_ms"))))),
+        ("Import tracking", str(diag.get("import_tracking") or DASH)),
+        ("Python", " ".join(str(v) for v in (diag.get("implementation"), diag.get("python"))
+                            if v) or DASH),
+        ("Runtime", " · ".join(str(v) for v in (diag.get("runtime"),
+                                                diag.get("architecture")) if v) or DASH),
+        ("Sandbox", el("span", str(diag.get("sandbox_id") or DASH), class_="mono")),
+    ]
+    tmp = diag.get("tmp")
+    if isinstance(tmp, Mapping):
+        items.append(("/tmp", f"{fmt_mb(num(tmp.get('used_mb')))} used of "
+                              f"{fmt_mb(num(tmp.get('total_mb')))}"))
+    env = profiles.names(diag.get("env_names"))
+    if isinstance(diag.get("env_names"), list):
+        items.append(("Environment", el("details", el(
+            "summary", f"{len(env)} variable names (values are never recorded)"),
+            el("p", join(*[join(el("code", name), " ") for name in env[:300]]),
+               class_="env-names"))))
+    limits = diag.get("limits")
+    if isinstance(limits, Mapping) and limits:
+        items.append(("Limits", join(*[
+            join(el("code", f"{k}={profiles.limit_text(v)}"), " ")
+            for k, v in list(limits.items())[:40]
+        ])))
+    if diag.get("truncated"):
+        items.append(("Note", "the agent cut these diagnostics to fit its size bound"))
+    return el("dl", [join(el("dt", k), el("dd", v)) for k, v in items], class_="facts")
+
+
+def _slowest_of_report(diag: Mapping[str, Any]) -> Html:
+    rows = []
+    for s in profiles.slowest_imports(diag)[:DIAGNOSTICS_ROWS * 2]:
+        used = s.get("used")
+        rows.append(el("tr", [
+            td(el("code", s["module"]), s["module"]),
+            td(fmt_ms(profiles.number(s.get("ms"))), profiles.number(s.get("ms"))),
+            td(fmt_ms(profiles.number(s.get("self_ms"))), profiles.number(s.get("self_ms"))),
+            td(str(s.get("parent") or DASH), str(s.get("parent") or "")),
+            td(el("span", "unused", class_="badge unused") if used is False else
+               "used" if used is True else DASH, 0 if used is False else 1 if used else None),
+        ]))
+    head = [th("Module", "text"), th("Import time"), th("Own time"), th("Imported by", "text"),
+            th("First invocation", "num")]
+    return data_table("slowest-imports", head, [rows], "No slowest imports listed.")
+
+
+def _distributions(diag: Mapping[str, Any]) -> Html | None:
+    found = profiles.largest_distributions(diag, DIAGNOSTICS_ROWS)
+    if not found:
+        return None
+    rows = []
+    for d in found:
+        size = profiles.number(d.get("size_kb"))
+        rows.append(el("tr", [
+            td(str(d.get("name")), str(d.get("name"))),
+            td(str(d.get("version") or DASH), str(d.get("version") or "")),
+            td(fmt_mb(size / 1024.0) if size is not None else DASH, size),
+            td(el("span", str(d.get("location") or DASH), class_="mono"),
+               str(d.get("location") or "")),
+        ]))
+    head = [th("Distribution", "text"), th("Version", "text"), th("Size"),
+            th("Location", "text")]
+    total = len(diag.get("distributions") or [])
+    return join(el("h3", f"Largest distributions ({len(found)} of {total})", class_="sub"),
+                data_table("distributions", head, [rows], ""))
+
+
+def _diagnostics_section(diag: Mapping[str, Any], title: str,
+                         intro: Html | str | None = None) -> Html:
+    return el("section", el("h2", title, class_="section"),
+              el("p", intro, class_="muted") if intro else None,
+              _diagnostics_facts(diag),
+              el("h3", "Import tree", class_="sub"),
+              el("p", "Cumulative import time of each module (the bar: its share of the "
+                      "handler module's), its own time apart from what it imported; "
+                      "unused: the first invocation did not use it.", class_="muted"),
+              _import_tree(diag),
+              el("h3", "Slowest imports", class_="sub"),
+              _slowest_of_report(diag),
+              _distributions(diag),
+              class_="diagnostics")
+
+
+def _cold_start_section(conn: sqlite3.Connection, name: str, version: str | None,
+                        since: float | None, until: float) -> Html:
+    """The function page's cold starts: the slowest imports across the sandboxes of the
+    window, and the newest cold start's diagnostics."""
+    found = queries.slow_imports(conn, name, since, until, version=version)
+    rows = []
+    for i in found["slow_imports"]:
+        rows.append(el("tr", [
+            td(el("code", i["module"]), i["module"]),
+            td(f"{fmt_count(i['sandboxes'])} ({fmt_rate(i['sandbox_share'])})", i["sandboxes"]),
+            td(fmt_ms(i["median_ms"]), i["median_ms"]),
+            td(fmt_ms(i["p95_ms"]), i["p95_ms"]),
+            td(fmt_ms(i["max_ms"]), i["max_ms"]),
+            td(fmt_rate(i["unused_share"]), i["unused_share"],
+               "bad" if (i["unused_share"] or 0) >= 0.5 else None),
+        ]))
+    head = [th("Module", "text"),
+            th("Sandboxes", title="sandboxes whose slowest imports listed it (and their share "
+                                  "of the sandboxes diagnosed)"),
+            th("Median"), th("p95"), th("Max"),
+            th("Unused", title="share of those sandboxes whose first invocation did not use "
+                               "it")]
+    diagnosed = found["diagnosed_sandboxes"]
+    table = data_table("imports", head, [rows],
+                       "No cold-start diagnostics with import times in this window.")
+    parts: list[Html | None] = [
+        el("h2", "Cold starts: the slowest imports", class_="section"),
+        el("p", f"Over the {_count_of(diagnosed, 'sandbox', 'sandboxes')} diagnosed in this "
+                "window: the modules whose import took longest (cumulative), by median.",
+           class_="muted")
+        if diagnosed else None,
+        table,
+    ]
+    latest = views.latest_diagnostics(conn, name, version=version, until_ms=until)
+    if latest is not None:
+        intro = join("The newest cold start: ",
+                     el("a", fmt_time(latest["start_ms"]) + " UTC",
+                        href=inv_url(latest["request_id"])),
+                     f", version {latest['version']}" if latest["version"] else None, ".")
+        parts.append(_diagnostics_section(latest["diagnostics"],
+                                          "The newest cold start's diagnostics", intro))
+    return el("section", parts, class_="cold-starts")
 
 
 # --------------------------------------------------------------------------------------------
