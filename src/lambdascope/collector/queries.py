@@ -347,20 +347,15 @@ def _collect(conn: sqlite3.Connection, plan: _Plan, function: str | None, versio
     raw_extra = extra.replace("version = ?", "COALESCE(version, '') = ?")
     if plan.raw:
         _round_dense_edges(conn, plan, raw_extra, params)
-    for h0, h1 in plan.hours:
-        for row in conn.execute(
-            f"SELECT function, version, hour, cold, {_ROLLUP_VALUES} FROM rollup_hour"
-            f" WHERE hour >= ? AND hour < ?{extra}", (h0, h1, *params)
-        ):
-            group(row[0], row[1]).add(row[2] * HOUR_MS + HOUR_MS / 2, row[3], row[4:],
-                                      raw=False, cold_filter=cold)
-    for m0, m1 in plan.minutes:
-        for row in conn.execute(
-            f"SELECT function, version, minute, cold, {_ROLLUP_VALUES} FROM rollup"
-            f" WHERE minute >= ? AND minute < ?{extra}", (m0, m1, *params)
-        ):
-            group(row[0], row[1]).add(row[2] * MINUTE_MS + MINUTE_MS / 2, row[3], row[4:],
-                                      raw=False, cold_filter=cold)
+    for table, unit, unit_ms, ranges in (("rollup_hour", "hour", HOUR_MS, plan.hours),
+                                         ("rollup", "minute", MINUTE_MS, plan.minutes)):
+        for lo, hi in ranges:
+            for row in conn.execute(
+                f"SELECT function, version, {unit}, cold, {_ROLLUP_VALUES} FROM {table}"
+                f" WHERE {unit} >= ? AND {unit} < ?{extra}", (lo, hi, *params)
+            ):
+                group(row[0], row[1]).add(row[2] * unit_ms + unit_ms / 2, row[3], row[4:],
+                                          raw=False, cold_filter=cold)
     for a, b in plan.raw:
         minutes: dict[tuple[str, str, int, int], _InvocationRollup] = {}
         for row in conn.execute(

@@ -1157,53 +1157,35 @@ class _Rollups:
         the rows something was taken out of."""
         self._fold()
         conn = self.conn
-        for level in (0, 1):
-            table, _, columns = _INV_TABLES[level]
-            upserts = []
-            deletes = []
-            dirty = []
-            for (lvl, key), acc in self.inv.items():
-                if lvl != level:
-                    continue
-                if acc.n <= 0:
-                    deletes.append(key)
-                    if self.cache is not None:
-                        self.cache.pop(("inv", level, key), None)
-                    continue
-                if acc.dirty_max:
-                    dirty.append((key, acc))
-                upserts.append((*key, *acc.values()))
-            if upserts:
-                conn.executemany(
-                    f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}, {_INV_VALUES})"
-                    f" VALUES ({', '.join('?' * (len(columns) + 17))})",
-                    upserts,
-                )
-            if deletes:
-                conn.executemany(f"DELETE FROM {table} WHERE {_where(columns)}", deletes)
-            for key, acc in dirty:
-                self._recompute_max(level, key, acc)
-        for level in (0, 1):
-            table, _, columns = _DEP_TABLES[level]
-            upserts = []
-            deletes = []
-            for (lvl, key), acc in self.dep.items():
-                if lvl != level:
-                    continue
-                if acc.n <= 0:
-                    deletes.append(key)
-                    if self.cache is not None:
-                        self.cache.pop(("dep", level, key), None)
-                    continue
-                upserts.append((*key, *acc.values()))
-            if upserts:
-                conn.executemany(
-                    f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}, {_DEP_VALUES})"
-                    f" VALUES ({', '.join('?' * (len(columns) + 4))})",
-                    upserts,
-                )
-            if deletes:
-                conn.executemany(f"DELETE FROM {table} WHERE {_where(columns)}", deletes)
+        for kind, accs, tables, values in (("inv", self.inv, _INV_TABLES, _INV_VALUES),
+                                           ("dep", self.dep, _DEP_TABLES, _DEP_VALUES)):
+            n_values = values.count(",") + 1
+            for level in (0, 1):
+                table, _, columns = tables[level]
+                upserts = []
+                deletes = []
+                dirty = []
+                for (lvl, key), acc in accs.items():
+                    if lvl != level:
+                        continue
+                    if acc.n <= 0:
+                        deletes.append(key)
+                        if self.cache is not None:
+                            self.cache.pop((kind, level, key), None)
+                        continue
+                    if getattr(acc, "dirty_max", False):  # (invocation rollups only)
+                        dirty.append((key, acc))
+                    upserts.append((*key, *acc.values()))
+                if upserts:
+                    conn.executemany(
+                        f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}, {values})"
+                        f" VALUES ({', '.join('?' * (len(columns) + n_values))})",
+                        upserts,
+                    )
+                if deletes:
+                    conn.executemany(f"DELETE FROM {table} WHERE {_where(columns)}", deletes)
+                for key, acc in dirty:
+                    self._recompute_max(level, key, acc)
         self.inv.clear()
         self.dep.clear()
 
