@@ -23,8 +23,10 @@ import json
 import os
 import struct
 import time
-from typing import Any
 
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 _SIZE = 1024  # the breadcrumb file; mapped once, written in place
 _HALF = 512  # the invocation record, then the line of the span last opened
 _MARK = b"LSB1"  # an invocation is in flight

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from ._guard import log_once
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 PREFIX = "LAMBDASCOPE_"
 EXPORTER_NAMES = ("http", "otlp", "emf", "stdout", "file")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
 
 from . import _state
 from ._guard import internal_error
 from ._monitor import begin, choose_flusher, end, hook_init_end, register_snapstart, unmonitored_end
 from ._tracing import is_async
 
-F = TypeVar("F", bound=Callable[..., Any])
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, overload
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 _MARK = "__lambdascope_monitored__"
 
@@ -96,12 +99,13 @@ def _wrap(handler: F, options: dict[str, Any]) -> F:
     return wrapper  # type: ignore[no-any-return]
 
 
-@overload
-def monitor(handler: F, /) -> F: ...
-@overload
-def monitor(
-    handler: None = None, /, *, profile: bool = False, **options: Any
-) -> Callable[[F], F]: ...
+if TYPE_CHECKING:
+    @overload
+    def monitor(handler: F, /) -> F: ...
+    @overload
+    def monitor(
+        handler: None = None, /, *, profile: bool = False, **options: Any
+    ) -> Callable[[F], F]: ...
 
 
 def monitor(handler: Any = None, /, *, profile: bool | None = None, **options: Any) -> Any:

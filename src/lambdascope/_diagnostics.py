@@ -19,10 +19,13 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from . import _importtime, _state
 from ._report import architecture, python_version
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_BYTES = 64 * 1024
 MIN_NODE_MS = 1.0

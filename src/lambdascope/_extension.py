@@ -18,16 +18,18 @@ timeout), so it is bounded by ``LAMBDASCOPE_FLUSH_TIMEOUT_MS`` and by the invoca
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from ._guard import internal_error, log_once
 from .instrumentation._suppress import ALL
 from .instrumentation._suppress import LEVEL as SUPPRESS
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 EXTENSION_NAME = "lambdascope"
 DEADLINE_MARGIN_MS = 50.0
@@ -88,7 +90,7 @@ class Flusher:
             conn.request(
                 "POST",
                 "/2020-01-01/extension/register",
-                json.dumps({"events": ["INVOKE"]}),
+                b'{"events":["INVOKE"]}',  # (no json import for a constant body)
                 {"Lambda-Extension-Name": EXTENSION_NAME, "Content-Type": "application/json"},
             )
             resp = conn.getresponse()
@@ -198,6 +200,8 @@ class Flusher:
         body = resp.read()
         if resp.status != 200:
             raise RuntimeError(f"extension next answered {resp.status}")
+        import json  # Lambda only, where the runtime client has imported it already
+
         event = json.loads(body or b"{}")
         return event if isinstance(event, dict) else None
 

@@ -8,11 +8,22 @@ without the agent.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from types import TracebackType
 
-logger = logging.getLogger("lambdascope")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+
+WARNING = 30  # logging.WARNING, without importing logging before it is needed
+
+
+def _logger() -> logging.Logger:
+    """The ``lambdascope`` logger: logging is imported with the first message, not with the
+    agent (the first invocation imports it anyway, for the log capture)."""
+    import logging
+
+    return logging.getLogger("lambdascope")
 
 _seen_sites: set[str] = set()
 # Test hook: called with (site, exception) for every swallowed error (see tests/conftest.py).
@@ -25,10 +36,10 @@ def internal_error(site: str, exc: BaseException) -> None:
         if listener is not None:
             listener(site, exc)
         if site in _seen_sites:
-            logger.debug("lambdascope: internal error again in %s: %r", site, exc)
+            _logger().debug("lambdascope: internal error again in %s: %r", site, exc)
             return
         _seen_sites.add(site)
-        logger.warning(
+        _logger().warning(
             "lambdascope: internal error in %s (the function is not affected): %r",
             site,
             exc,
@@ -38,13 +49,13 @@ def internal_error(site: str, exc: BaseException) -> None:
         pass
 
 
-def log_once(site: str, message: str, *args: object, level: int = logging.WARNING) -> None:
+def log_once(site: str, message: str, *args: object, level: int = WARNING) -> None:
     """Log a non-exception problem (bad config, refused report) once per site."""
     if site in _seen_sites:
         return
     _seen_sites.add(site)
     try:
-        logger.log(level, message, *args)
+        _logger().log(level, message, *args)
     except Exception:  # pragma: no cover
         pass
 

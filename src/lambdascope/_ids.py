@@ -8,33 +8,50 @@ one snapshot would produce the same sequence of ids.
 from __future__ import annotations
 
 import os
-import random
+import sys
 
-_rng = random.Random(os.urandom(32))
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import random
+
+_rng: random.Random | None = None  # made with the first id: ``import lambdascope`` needs none
+
+
+def _generator() -> random.Random:
+    global _rng
+    if _rng is None:
+        import random
+
+        _rng = random.Random(os.urandom(32))
+    return _rng
 
 
 def reseed() -> None:
     """Seed our generator, and the global one the OpenTelemetry SDK draws from, afresh."""
-    _rng.seed(os.urandom(32))
-    random.seed(os.urandom(32))
+    if _rng is not None:
+        _rng.seed(os.urandom(32))
+    if "random" in sys.modules:  # a module never imported holds no state to repeat
+        sys.modules["random"].seed(os.urandom(32))
 
 
 def new_trace_id() -> str:
-    value = _rng.getrandbits(128)
+    rng = _rng or _generator()
+    value = rng.getrandbits(128)
     while not value:  # pragma: no cover - one chance in 2**128
-        value = _rng.getrandbits(128)
+        value = rng.getrandbits(128)
     return f"{value:032x}"
 
 
 def new_span_id() -> str:
-    value = _rng.getrandbits(64)
+    rng = _rng or _generator()
+    value = rng.getrandbits(64)
     while not value:  # pragma: no cover
-        value = _rng.getrandbits(64)
+        value = rng.getrandbits(64)
     return f"{value:016x}"
 
 
 def random_fraction() -> float:
-    return _rng.random()
+    return (_rng or _generator()).random()
 
 
 if hasattr(os, "register_at_fork"):

@@ -24,7 +24,10 @@ import os
 import sys
 import time
 from _thread import get_ident
-from typing import Any
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 _perf = time.perf_counter
 _AGENT = __name__.rpartition(".")[0]  # "lambdascope"

@@ -6,9 +6,12 @@ import math
 import threading
 import time
 from contextvars import ContextVar
-from typing import Any
 
 from . import _state
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 _RESOLVE_LOCK = threading.Lock()
 

@@ -11,7 +11,6 @@ import functools
 import sys
 import threading
 import time
-from typing import Any
 
 from . import _coldstart, _ids, _state
 from ._config import Config
@@ -20,6 +19,10 @@ from ._invocation import CURRENT, Invocation, SpanRecord
 from ._report import SCHEMA, error_info, python_version
 from ._resources import Sampler, leak_suspected
 from ._triggers import Trigger, batch_failures, detect
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 LEAK_WINDOW = 30
 _HTTP_TRIGGERS = frozenset(("api_gateway", "api_gateway_v2", "alb", "function_url"))
@@ -843,10 +846,15 @@ def _install_runtime_next(cls: Any, original: Any) -> None:
 
 
 def register_snapstart() -> None:
-    """Register the after-restore hook when the SnapStart runtime hooks are importable."""
+    """Register the after-restore hook in a SnapStart sandbox, when the runtime hooks are
+    importable (elsewhere their module is not even imported)."""
     S = _state.S
     if S.snapstart_hooked:
         return
+    import os
+
+    if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "snap-start":
+        return  # only a SnapStart sandbox is snapshotted and restored
     try:
         import snapshot_restore_py
     except ImportError:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -33,6 +32,10 @@ from opentelemetry.trace import (
 from . import _ids, _state
 from ._guard import guarded
 from ._invocation import CURRENT, Invocation, SpanRecord
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 try:  # works both as a context manager and as a decorator, like the SDK's
     from opentelemetry.util._decorator import _agnosticcontextmanager as _cm

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from . import _coldstart
 from ._config import DEFAULT_REDACT, Config
@@ -15,6 +14,10 @@ from ._report import MAX_REPORT_BYTES, dumps, function_info, prune
 from .exporters import ExportResult, build
 from .instrumentation._suppress import ALL
 from .instrumentation._suppress import LEVEL as SUPPRESS
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_RETRY_QUEUE = 100
 #: Time kept back from the invocation's deadline when delivering before the handler returns.

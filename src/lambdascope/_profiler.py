@@ -31,7 +31,10 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 _perf = time.perf_counter
 _current_frames = sys._current_frames

@@ -19,7 +19,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 _HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE = "0" * 32

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 from types import TracebackType
-from typing import Any
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = "lambdascope/1"
 MAX_FRAMES = 64
@@ -104,18 +106,28 @@ def _fix(value: Any, depth: int = 0) -> Any:
         return f"<{type(value).__name__}>"
 
 
-# No circular-reference bookkeeping: the report is built by the agent; a user attribute that
-# refers to itself ends in RecursionError, and the fallback below turns it into text.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
+_encode: Any = None  # made with the first report: ``import lambdascope`` does not need json
+
+
+def _encoder() -> Any:
+    # No circular-reference bookkeeping: the report is built by the agent; a user attribute
+    # that refers to itself ends in RecursionError, and the fallback below turns it into text.
+    global _encode
+    import json
+
+    _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False,
+                               check_circular=False).encode
+    return _encode
 
 
 def dumps(report: dict[str, Any]) -> str:
     """Serialise a report to one line of JSON. Nothing is dropped: what JSON cannot carry is
     turned into a string."""
+    encode = _encode or _encoder()
     try:
-        return _ENCODER.encode(report)
+        return encode(report)
     except (TypeError, ValueError, RecursionError):
-        return _ENCODER.encode(_fix(report))
+        return encode(_fix(report))
 
 
 #: The largest serialised report sent; bigger ones are pruned (a collector answers 413 otherwise).

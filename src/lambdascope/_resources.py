@@ -23,7 +23,10 @@ generate a fresh copy), so the whole sample costs a few tens of microseconds.
 from __future__ import annotations
 
 import os
-from typing import Any
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 try:
     from resource import RUSAGE_SELF as _RUSAGE_SELF

@@ -21,9 +21,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Any
 
 from ._guard import log_once
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 STALE_CLAIM_S = 120.0
 _CARRIED = re.compile(rb'"dropped_reports":(\d+)')

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 # Set by lambdascope/__init__.py around its own import.
 import_ms: float = 0.0

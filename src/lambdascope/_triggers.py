@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 BATCH_TYPES = frozenset(("sqs", "kinesis", "dynamodb"))
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any
 
 from ._guard import internal_error
 from .instrumentation._suppress import ALL
 from .instrumentation._suppress import LEVEL as SUPPRESS
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 _WRAPPERS = frozenset(("monitored", "async_monitored"))
 

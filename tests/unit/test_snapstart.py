@@ -31,14 +31,15 @@ SCRIPT = textwrap.dedent(
         return None
 
     # The snapshot: memory as it is at the end of init.
-    snapshot = (_ids._rng.getstate(), random.getstate())
+    # (the generator as an id made during init left it: the case re-seeding is for)
+    snapshot = (_ids._generator().getstate(), random.getstate())
     results = []
     for _ in range(2):
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(read)
-            _ids._rng.setstate(snapshot[0]); random.setstate(snapshot[1])  # restored memory
+            _ids._generator().setstate(snapshot[0]); random.setstate(snapshot[1])  # restored
             if run_hooks:
                 for func, args, kwargs in snapshot_restore_py.get_after_restore():
                     func(*args, **kwargs)

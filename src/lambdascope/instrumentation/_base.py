@@ -13,9 +13,12 @@ import sys
 import threading
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
 
 from .._guard import internal_error
+
+TYPE_CHECKING = False  # typing is for the type checker: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Instrumentor:
